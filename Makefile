@@ -1,0 +1,26 @@
+# The README's commands. Every target sets up first (idempotent, seconds when done).
+PY := .venv/bin/python
+export HF_HUB_OFFLINE ?= 1
+export MUJOCO_GL ?= egl
+
+.PHONY: setup quickstart pretrain test test-fast lint bench
+setup:
+	@bash scripts/setup.sh
+
+quickstart: setup
+	$(PY) -m pixio_robot.quickstart
+
+pretrain: setup
+	$(PY) -m pixio_robot.pretrain
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not distributed"
+
+lint: setup
+	$(PY) -m ruff check pixio_robot tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/bench_train_step.py

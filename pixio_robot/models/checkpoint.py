@@ -1,0 +1,170 @@
+"""Checkpoint I/O: safetensors + JSON config (never pickle), and foreign layouts by adapters.
+
+Accepted by `load_encoder(path)`:
+- a directory (or its `model.safetensors`) written by `save_encoder`;
+- a directory holding `encoder/` (a pretraining run or export);
+- the official released Pixio encoder `.pth` (keys `cls_token`, `pos_embed`,
+  `patch_embed.proj.*`, `blocks.{i}.*`, `norm.*`), read with `torch.load(weights_only=True)`;
+- the same keys with a `module.` / `encoder.` / `model.` prefix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from pixio_robot.models.config import EncoderConfig, MAEConfig, config_from_dict, config_to_dict
+from pixio_robot.models.encoder import PixioEncoder
+from pixio_robot.models.mae import PixioMAE
+from pixio_robot.utils.io import atomic_save_file, save_json
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+# Official widths -> heads (heads are not recoverable from weights).
+OFFICIAL_HEADS = {768: 12, 1024: 16, 1280: 16, 1536: 24, 3072: 32}
+
+
+def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+
+
+def _save(module: nn.Module, directory: str | Path, arch: str, config) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sd = _contiguous(module.state_dict())
+    atomic_save_file(directory / WEIGHTS, lambda p: save_file(sd, p, metadata={"arch": arch}))
+    save_json(directory / CONFIG, {"arch": arch, "config": config_to_dict(config)})
+    return directory
+
+
+def save_encoder(encoder: PixioEncoder, directory: str | Path) -> Path:
+    """Write `directory/model.safetensors` + `directory/config.json`."""
+    return _save(encoder, directory, "pixio_encoder", encoder.config)
+
+
+def save_model(model: PixioMAE, directory: str | Path) -> Path:
+    return _save(model, directory, "pixio_mae", model.config)
+
+
+def load_state_dict_strict(module: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
+    """Load with a message listing missing / unexpected keys and shape mismatches."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = [f"{k}: expected {tuple(own[k].shape)}, found {tuple(sd[k].shape)}"
+              for k in own if k in sd and own[k].shape != sd[k].shape]
+    if missing or unexpected or shapes:
+        lines = [f"checkpoint {source} does not match {type(module).__name__}:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {unexpected[:10]}"
+                         f"{' ...' if len(unexpected) > 10 else ''}")
+        lines.extend(f"  shape {s}" for s in shapes[:10])
+        raise ValueError("\n".join(lines))
+    module.load_state_dict(sd, strict=True)
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for truncated files
+        raise ValueError(f"cannot read {path}: {e}. The file is truncated or not safetensors; "
+                         "re-export it or point to another checkpoint") from e
+
+
+def _read_config(directory: Path) -> dict:
+    cfg_path = directory / CONFIG
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} is missing: a checkpoint directory needs {WEIGHTS} and {CONFIG}")
+    try:
+        return json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_path} is not valid JSON ({e})") from e
+
+
+def adapt_official_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip wrapper prefixes and non-tensor entries from an official-layout state dict."""
+    for key in ("model", "state_dict", "encoder"):
+        if key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    out = {}
+    for k, v in sd.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        for prefix in ("module.", "encoder.", "model."):
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def encoder_config_from_official(sd: dict[str, torch.Tensor], patch_size: int = 16) -> EncoderConfig:
+    """Infer the architecture of an official-layout state dict from its tensor shapes."""
+    try:
+        k, d = sd["cls_token"].shape[1:]
+        n = sd["pos_embed"].shape[1] - k
+        patch_size = sd["patch_embed.proj.weight"].shape[-1]
+    except KeyError as e:
+        raise ValueError(f"not a Pixio encoder state dict: key {e} is missing") from e
+    side = int(round(n**0.5))
+    if side * side != n:
+        raise ValueError(f"pos_embed holds {n} patch positions, not a square grid")
+    depth = 1 + max(int(key.split(".")[1]) for key in sd if key.startswith("blocks."))
+    mlp_ratio = sd["blocks.0.mlp.fc1.weight"].shape[0] / d
+    return EncoderConfig(img_size=side * patch_size, patch_size=patch_size, embed_dim=d, depth=depth,
+                         num_heads=OFFICIAL_HEADS.get(d, max(1, d // 64)), mlp_ratio=mlp_ratio,
+                         num_cls_tokens=k, qkv_bias="blocks.0.attn.qkv.bias" in sd)
+
+
+def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> PixioEncoder:
+    """Load an encoder from any supported layout (see module docstring)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"encoder checkpoint {path} does not exist")
+    if path.is_dir() and not (path / WEIGHTS).exists() and (path / "encoder" / WEIGHTS).exists():
+        path = path / "encoder"
+    if path.is_dir() or path.suffix == ".safetensors":
+        directory = path if path.is_dir() else path.parent
+        meta = _read_config(directory)
+        sd = _read_safetensors(directory / WEIGHTS if path.is_dir() else path)
+        arch = meta.get("arch")
+        if arch == "pixio_mae":  # a whole MAE: keep the encoder part
+            cfg = MAEConfig(**meta["config"]).encoder
+            sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
+        elif arch == "pixio_encoder":
+            cfg = config_from_dict(EncoderConfig, meta["config"])
+        else:
+            raise ValueError(f"{directory / CONFIG} describes arch {arch!r}, not a Pixio encoder "
+                             "(expected 'pixio_encoder' or 'pixio_mae')")
+        encoder = PixioEncoder(cfg)
+        load_state_dict_strict(encoder, sd, str(path))
+        return encoder.to(map_location)
+    if path.suffix in (".pth", ".pt", ".bin"):
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"cannot read {path} with torch.load(weights_only=True): {e}. "
+                             "The file is truncated or holds pickled objects") from e
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path} holds a {type(raw).__name__}, not a state dict")
+        sd = adapt_official_state_dict(raw)
+        encoder = PixioEncoder(encoder_config_from_official(sd))
+        load_state_dict_strict(encoder, sd, str(path))
+        return encoder.to(map_location)
+    raise ValueError(f"unsupported checkpoint {path}: expected a directory, .safetensors or .pth")
+
+
+def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> PixioMAE:
+    """Load a whole PixioMAE saved by `save_model`."""
+    directory = Path(directory)
+    meta = _read_config(directory)
+    if meta.get("arch") != "pixio_mae":
+        raise ValueError(f"{directory} holds arch {meta.get('arch')!r}, not 'pixio_mae'")
+    model = PixioMAE(MAEConfig(**meta["config"]))
+    load_state_dict_strict(model, _read_safetensors(directory / WEIGHTS), str(directory))
+    return model.to(map_location)
