@@ -36,7 +36,7 @@ class PixioEncoder(nn.Module):
         num_patches = self.grid_size[0] * self.grid_size[1]
         self.cls_token = nn.Parameter(torch.zeros(1, c.num_cls_tokens, c.embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, c.num_cls_tokens + num_patches, c.embed_dim))
-        dpr = torch.linspace(0, c.drop_path_rate, c.depth).tolist()
+        dpr = [c.drop_path_rate * i / max(c.depth - 1, 1) for i in range(c.depth)]  # linear rule
         self.blocks = nn.ModuleList(
             Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, dpr[i], c.norm_eps) for i in range(c.depth))
         self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)

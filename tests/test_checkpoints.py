@@ -1,0 +1,115 @@
+"""Checkpoint I/O: bitwise round trip, the official .pth layout, clear errors."""
+
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from pixio_robot.models import create_model, load_encoder, load_model, save_encoder, save_model
+
+
+def test_save_load_roundtrip_bitwise(tmp_path):
+    torch.manual_seed(0)
+    enc = create_model("pixio_vittest", num_cls_tokens=4, img_size=(64, 96)).eval()
+    save_encoder(enc, tmp_path / "enc")
+    assert (tmp_path / "enc" / "model.safetensors").exists() and (tmp_path / "enc" / "config.json").exists()
+    back = load_encoder(tmp_path / "enc").eval()
+    assert back.config == enc.config
+    for (k, a), (_, b) in zip(enc.state_dict().items(), back.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    x = torch.randn(2, 3, 64, 96)
+    assert torch.equal(enc.embed(x), back.embed(x))
+
+
+def test_mae_roundtrip_and_encoder_from_mae(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("pixio_mae_test").eval()
+    save_model(model, tmp_path / "mae")
+    back = load_model(tmp_path / "mae")
+    x = torch.randn(2, 3, 64, 64)
+    ids = torch.tensor([[0, 1, 4, 5]] * 2)
+    assert torch.equal(model(x, ids_keep=ids)[1], back(x, ids_keep=ids)[1])
+    enc = load_encoder(tmp_path / "mae")  # a whole-MAE checkpoint yields its encoder
+    assert torch.equal(enc.eval().embed(x), model.encoder.embed(x))
+
+
+def _official_state_dict(d=32, depth=2, k=8, grid=16):
+    """A random state dict in the official released layout (keys and shapes of PIXIO.md)."""
+    g = torch.Generator().manual_seed(1)
+    sd = {"cls_token": torch.randn(1, k, d, generator=g) * 0.02,
+          "pos_embed": torch.randn(1, k + grid * grid, d, generator=g) * 0.02,
+          "patch_embed.proj.weight": torch.randn(d, 3, 16, 16, generator=g) * 0.02,
+          "patch_embed.proj.bias": torch.randn(d, generator=g) * 0.02,
+          "norm.weight": 1 + 0.1 * torch.randn(d, generator=g), "norm.bias": 0.1 * torch.randn(d, generator=g)}
+    for i in range(depth):
+        p = f"blocks.{i}."
+        shapes = {"norm1.weight": (d,), "norm1.bias": (d,), "attn.qkv.weight": (3 * d, d), "attn.qkv.bias": (3 * d,),
+                  "attn.proj.weight": (d, d), "attn.proj.bias": (d,), "norm2.weight": (d,), "norm2.bias": (d,),
+                  "mlp.fc1.weight": (4 * d, d), "mlp.fc1.bias": (4 * d,), "mlp.fc2.weight": (d, 4 * d),
+                  "mlp.fc2.bias": (d,)}
+        for name, shape in shapes.items():
+            t = torch.randn(*shape, generator=g) * (0.1 if "weight" in name and "norm" not in name else 0.05)
+            sd[p + name] = t + (1.0 if name.startswith("norm") and name.endswith("weight") else 0.0)
+    return sd
+
+
+def test_official_pth_loads_and_matches_reference(tmp_path):
+    sd = _official_state_dict()
+    torch.save(sd, tmp_path / "pixio_test.pth")
+    enc = load_encoder(tmp_path / "pixio_test.pth").eval()
+    assert enc.num_cls_tokens == 8 and enc.img_size == (256, 256) and enc.embed_dim == 32
+    # Reference architecture: timm's VisionTransformer with 1 class + 7 register tokens,
+    # positions over all 264 tokens, pre-norm blocks, final norm.
+    ref = VisionTransformer(img_size=256, patch_size=16, embed_dim=32, depth=2, num_heads=1,
+                            class_token=True, reg_tokens=7, global_pool="token", num_classes=0, qkv_bias=True)
+    ref_sd = dict(sd)
+    ref_sd["cls_token"], ref_sd["reg_token"] = sd["cls_token"][:, :1], sd["cls_token"][:, 1:]
+    ref.load_state_dict(ref_sd, strict=True)
+    ref.eval()
+    x = torch.randn(2, 3, 256, 256)
+    with torch.no_grad():
+        ours = enc.forward_features(x)
+        theirs = ref.forward_features(x)  # (B, 8 + 256, D) after final norm
+    torch.testing.assert_close(ours["cls_tokens"], theirs[:, :8], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours["patch_tokens"], theirs[:, 8:], atol=1e-5, rtol=1e-5)
+
+
+def test_official_with_prefix_and_wrapper(tmp_path):
+    sd = {"model": {f"module.{k}": v for k, v in _official_state_dict().items()}}
+    torch.save(sd, tmp_path / "wrapped.pth")
+    assert load_encoder(tmp_path / "wrapped.pth").embed_dim == 32
+
+
+def test_mismatched_checkpoint_lists_keys_and_shapes(tmp_path):
+    enc = create_model("pixio_vittest")
+    save_encoder(enc, tmp_path / "enc")
+    # tamper: config says depth 3, weights have 2 blocks
+    import json
+
+    cfg = json.loads((tmp_path / "enc" / "config.json").read_text())
+    cfg["config"]["depth"] = 3
+    cfg["config"]["embed_dim"] = 64
+    cfg["config"]["num_heads"] = 2
+    (tmp_path / "enc" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError) as err:
+        load_encoder(tmp_path / "enc")
+    msg = str(err.value)
+    assert "missing keys" in msg and "blocks.2." in msg and "expected (1, 8, 64), found (1, 8, 32)" in msg
+
+
+def test_truncated_and_missing_files_fail_clearly(tmp_path):
+    enc = create_model("pixio_vittest")
+    save_encoder(enc, tmp_path / "enc")
+    w = tmp_path / "enc" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated"):
+        load_encoder(tmp_path / "enc")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_encoder(tmp_path / "nope")
+    torch.save(_official_state_dict(), tmp_path / "x.pth")
+    (tmp_path / "x.pth").write_bytes((tmp_path / "x.pth").read_bytes()[:500])
+    with pytest.raises(ValueError, match="truncated"):
+        load_encoder(tmp_path / "x.pth")
+    (tmp_path / "cfgless").mkdir()
+    (tmp_path / "cfgless" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_encoder(tmp_path / "cfgless")
