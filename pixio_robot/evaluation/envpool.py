@@ -1,0 +1,220 @@
+"""A pool of K independent environments stepped in lockstep, where one env's crash is a result,
+not an exception.
+
+`gymnasium.vector.AsyncVectorEnv` tears the whole vector down when one worker raises (its
+worker exits), and its autoreset hides episode boundaries. Evaluation needs the opposite: every
+episode starts from a chosen seed, ends exactly once, and an env that fails mid-episode (physics
+instability, renderer error) costs one episode, not the run. This pool does that, in-process
+(`serial`) or with one worker process per env (`subproc`, rendering then runs on several cores
+while the main process runs the policy).
+
+Every call returns, per env index, either `("ok", payload)` or `("error", "Type: message")`.
+After an error the env is closed and rebuilt by the next `reset`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pixio_robot.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+Outcome = tuple[str, Any]  # ("ok", payload) | ("error", message)
+
+
+@dataclass
+class EnvFactory:
+    """Picklable `make_env(name, **options)` call (works with every multiprocessing start method)."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+    def __call__(self) -> Any:
+        from pixio_robot.envs import make_env
+
+        return make_env(self.name, **self.options)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _EnvSlot:
+    """One env plus the logic shared by the serial pool and the worker processes."""
+
+    def __init__(self, env_fn: Callable[[], Any]):
+        self.env_fn = env_fn
+        self.env = None
+
+    def _ensure(self):
+        if self.env is None:
+            self.env = self.env_fn()
+        return self.env
+
+    def _drop(self) -> None:
+        env, self.env = self.env, None
+        if env is not None:
+            try:
+                env.close()
+            except Exception:  # noqa: BLE001 - a broken env may fail to close too
+                pass
+
+    def spaces(self) -> Outcome:
+        try:
+            env = self._ensure()
+            return "ok", (env.observation_space, env.action_space, _max_steps(env))
+        except Exception as exc:  # noqa: BLE001
+            self._drop()
+            return "error", _describe(exc)
+
+    def reset(self, seed: int | None) -> Outcome:
+        try:
+            obs, info = self._ensure().reset(seed=seed)
+            return "ok", (obs, dict(info))
+        except Exception as exc:  # noqa: BLE001
+            log.debug("reset failed: %s", traceback.format_exc())
+            self._drop()
+            return "error", _describe(exc)
+
+    def step(self, action: np.ndarray) -> Outcome:
+        try:
+            if self.env is None:
+                raise RuntimeError("step() called on an env that was not reset")
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            reward = float(reward)
+            if not np.isfinite(reward):
+                raise FloatingPointError(f"non-finite reward {reward}")
+            return "ok", (obs, reward, bool(terminated), bool(truncated), dict(info))
+        except Exception as exc:  # noqa: BLE001
+            log.debug("step failed: %s", traceback.format_exc())
+            self._drop()
+            return "error", _describe(exc)
+
+    def close(self) -> None:
+        self._drop()
+
+
+def _max_steps(env) -> int | None:
+    spec = getattr(env, "spec", None)
+    steps = getattr(spec, "max_episode_steps", None) if spec is not None else None
+    return int(steps) if steps else None
+
+
+def _worker(conn, env_fn) -> None:
+    slot = _EnvSlot(env_fn)
+    try:
+        while True:
+            cmd, arg = conn.recv()
+            if cmd == "reset":
+                conn.send(slot.reset(arg))
+            elif cmd == "step":
+                conn.send(slot.step(arg))
+            elif cmd == "spaces":
+                conn.send(slot.spaces())
+            elif cmd == "close":
+                break
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        slot.close()
+        conn.close()
+
+
+class EnvPool:
+    """K envs from `env_fn()`; `mode` is "serial" (in-process) or "subproc" (one process each).
+
+    `start_method` applies to subproc: "fork" needs nothing picklable (tests may pass lambdas);
+    "spawn"/"forkserver" need a picklable `env_fn` such as :class:`EnvFactory`.
+    """
+
+    def __init__(self, env_fn: Callable[[], Any], n: int, mode: str = "serial",
+                 start_method: str | None = None):
+        if n < 1:
+            raise ValueError(f"need at least one env, got n_envs={n}")
+        if mode not in ("serial", "subproc"):
+            raise ValueError(f"vector mode must be 'serial' or 'subproc', got {mode!r}")
+        self.n, self.mode = n, mode
+        self._slots: list[_EnvSlot] = []
+        self._conns: list[Any] = []
+        self._procs: list[Any] = []
+        if mode == "serial":
+            self._slots = [_EnvSlot(env_fn) for _ in range(n)]
+        else:
+            ctx = mp.get_context(start_method or "fork")
+            for _ in range(n):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker, args=(child, env_fn), daemon=True)
+                proc.start()
+                child.close()
+                self._conns.append(parent)
+                self._procs.append(proc)
+        self.observation_space = self.action_space = self.max_episode_steps = None
+        status, payload = self._call(0, "spaces", None)
+        if status == "ok":
+            self.observation_space, self.action_space, self.max_episode_steps = payload
+        else:
+            self.close()
+            raise RuntimeError(f"could not build the environment: {payload}")
+
+    def _call(self, i: int, cmd: str, arg: Any) -> Outcome:
+        if self.mode == "serial":
+            return getattr(self._slots[i], cmd)(arg) if cmd != "spaces" else self._slots[i].spaces()
+        try:
+            self._conns[i].send((cmd, arg))
+            return self._conns[i].recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
+            return "error", f"worker {i} died: {_describe(exc)}"
+
+    def _broadcast(self, cmd: str, args: dict[int, Any]) -> dict[int, Outcome]:
+        """Send `cmd` to every listed env first, then collect (workers run in parallel)."""
+        if self.mode == "serial":
+            return {i: self._call(i, cmd, a) for i, a in args.items()}
+        out: dict[int, Outcome] = {}
+        sent = []
+        for i, a in args.items():
+            try:
+                self._conns[i].send((cmd, a))
+                sent.append(i)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                out[i] = ("error", f"worker {i} died: {_describe(exc)}")
+        for i in sent:
+            try:
+                out[i] = self._conns[i].recv()
+            except (EOFError, ConnectionResetError) as exc:
+                out[i] = ("error", f"worker {i} died: {_describe(exc)}")
+        return out
+
+    def reset(self, seeds: dict[int, int | None]) -> dict[int, Outcome]:
+        """Reset the listed env indices with the given seeds."""
+        return self._broadcast("reset", seeds)
+
+    def step(self, actions: dict[int, np.ndarray]) -> dict[int, Outcome]:
+        """Step the listed env indices (the others stay where they are)."""
+        return self._broadcast("step", actions)
+
+    def close(self) -> None:
+        for slot in self._slots:
+            slot.close()
+        for conn in self._conns:
+            try:
+                conn.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+        self._slots, self._conns, self._procs = [], [], []
+
+    def __enter__(self) -> EnvPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

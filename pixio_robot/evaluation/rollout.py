@@ -1,0 +1,193 @@
+"""`evaluate_policy`: roll a policy out for N episodes over K envs in lockstep.
+
+One round = K episodes started together from seeds `seed + episode_index`; every step the
+observations of the K envs go to the policy in ONE batched `select_action` call (the policy
+keeps per-row frame history, so a row whose episode has ended keeps its last observation and
+its action is ignored). `policy.reset()` runs at the start of every round. Episode seeds depend
+only on `(seed, episode_index)`, so a deterministic policy gives the same per-episode results
+for any `n_envs`.
+
+An env that raises (in reset or step) ends that episode as a failure with the error recorded;
+the env is rebuilt for the next round and the evaluation finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pixio_robot.evaluation.envpool import EnvFactory, EnvPool
+from pixio_robot.evaluation.results import EpisodeRecord, EvalResult, summarise
+from pixio_robot.evaluation.video import write_video
+from pixio_robot.utils.logging import get_logger
+from pixio_robot.utils.seed import seed_everything
+
+log = get_logger(__name__)
+
+DEFAULT_MAX_STEPS = 1000
+
+
+def _policy_device(policy: Any) -> torch.device | None:
+    try:
+        return next(policy.parameters()).device
+    except (AttributeError, StopIteration, TypeError):
+        return None
+
+
+def _to_batch(obs_rows: list[dict], device: torch.device | None) -> dict[str, torch.Tensor]:
+    """List of K env observations -> LeRobot-style batch (uint8 images, float32 state)."""
+    batch = {"observation.image": torch.from_numpy(np.stack([o["pixels"] for o in obs_rows]))}  # (K,[T,]H,W,3)
+    if "state" in obs_rows[0]:
+        batch["observation.state"] = torch.from_numpy(
+            np.stack([np.asarray(o["state"], dtype=np.float32) for o in obs_rows]))  # (K, S)
+    if device is not None:
+        batch = {k: v.to(device) for k, v in batch.items()}
+    return batch
+
+
+def _frame(obs: dict) -> np.ndarray:
+    px = np.asarray(obs["pixels"])
+    return px[-1] if px.ndim == 4 else px  # last frame of a stack
+
+
+class _Episode:
+    """Book-keeping of one running episode."""
+
+    def __init__(self, index: int, env_index: int, seed: int, record_video: bool):
+        self.index, self.env_index, self.seed = index, env_index, seed
+        self.ret, self.length, self.success, self.final_success = 0.0, 0, False, False
+        self.first_success_step: int | None = None
+        self.error: str | None = None
+        self.done = False
+        self.frames: list[np.ndarray] | None = [] if record_video else None
+        self.t0 = time.perf_counter()
+
+    def record(self, video_path: str | None) -> EpisodeRecord:
+        return EpisodeRecord(
+            episode=self.index, env_index=self.env_index, seed=self.seed, success=self.success,
+            final_success=self.final_success, episode_return=self.ret, length=self.length,
+            first_success_step=self.first_success_step, error=self.error or "",
+            wall_s=time.perf_counter() - self.t0, video=video_path or "")
+
+
+def evaluate_policy(policy: Any, env_name: str, *, n_episodes: int, n_envs: int = 1, seed: int = 0,
+                    image_size: int = 128, camera: str | None = None,
+                    max_episode_steps: int | None = None, video_dir: str | Path | None = None,
+                    n_videos: int = 0, progress: bool = True, stop_on_success: bool = False,
+                    vector_mode: str = "serial", start_method: str | None = None,
+                    env_fn: Callable[[], Any] | None = None, env_options: dict | None = None,
+                    video_fps: int = 20, clip_actions: bool = True) -> EvalResult:
+    """Evaluate `policy` (Policy API: `reset()`, `select_action(batch) -> [B, A]`) on `env_name`.
+
+    `env_fn` replaces `make_env(env_name, ...)` (any gymnasium env with a Dict observation
+    holding `pixels` and optionally `state`). `vector_mode="subproc"` runs each env in its own
+    process. Returns an :class:`EvalResult` (success rate with Wilson 95% interval, mean return
+    with a t interval, lengths, per-episode records, errors).
+    """
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
+    n_envs = max(1, min(int(n_envs), int(n_episodes)))
+    if n_videos > 0 and video_dir is None:
+        raise ValueError("n_videos > 0 needs video_dir (where the mp4 files go)")
+    seed_everything(seed)
+    if env_fn is None:
+        options = {"image_size": image_size, "camera": camera, **(env_options or {})}
+        if max_episode_steps is not None:
+            options["max_episode_steps"] = max_episode_steps
+        env_fn = EnvFactory(env_name, options)
+    device = _policy_device(policy)
+    records: list[EpisodeRecord] = []
+    t_start, total_steps = time.perf_counter(), 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_episodes, desc=f"eval {env_name}", unit="ep", leave=False)
+    pool = EnvPool(env_fn, n_envs, mode=vector_mode, start_method=start_method)
+    try:
+        limit = max_episode_steps or pool.max_episode_steps or DEFAULT_MAX_STEPS
+        low = high = None
+        if clip_actions and hasattr(pool.action_space, "low"):
+            low, high = pool.action_space.low, pool.action_space.high
+        start = 0
+        while start < n_episodes:
+            k = min(n_envs, n_episodes - start)
+            episodes = [_Episode(start + j, j, seed + start + j, start + j < n_videos) for j in range(k)]
+            steps = _run_round(policy, pool, episodes, limit, stop_on_success, device, low, high)
+            total_steps += steps
+            for ep in episodes:
+                path = None
+                if ep.frames:
+                    path = str(Path(video_dir) / f"episode_{ep.index:04d}.mp4")
+                    try:
+                        write_video(path, ep.frames, fps=video_fps)
+                    except Exception as exc:  # noqa: BLE001 - a video must never sink an evaluation
+                        log.warning("could not write %s: %s", path, exc)
+                        path = None
+                records.append(ep.record(path))
+                if ep.error:
+                    log.warning("episode %d (seed %d) failed with an env error: %s", ep.index, ep.seed, ep.error)
+            if bar is not None:
+                bar.update(k)
+                bar.set_postfix(success=f"{np.mean([r.success for r in records]):.2f}")
+            start += k
+    finally:
+        pool.close()
+        if bar is not None:
+            bar.close()
+    return summarise(env_name, records, wall_s=time.perf_counter() - t_start, steps=total_steps)
+
+
+def _run_round(policy, pool: EnvPool, episodes: list[_Episode], limit: int, stop_on_success: bool,
+               device, low, high) -> int:
+    """Run one lockstep round of len(episodes) episodes; return the number of env steps taken."""
+    policy.reset()
+    obs: dict[int, dict] = {}
+    for j, (status, payload) in pool.reset({j: ep.seed for j, ep in enumerate(episodes)}).items():
+        ep = episodes[j]
+        if status == "ok":
+            obs[j] = payload[0]
+            if ep.frames is not None:
+                ep.frames.append(_frame(obs[j]))
+        else:
+            ep.error, ep.done = f"reset: {payload}", True
+    if not obs:
+        return 0
+    template = next(iter(obs.values()))
+    rows = [obs.get(j, template) for j in range(len(episodes))]  # failed resets: placeholder rows
+    steps = 0
+    while not all(ep.done for ep in episodes):
+        with torch.no_grad():
+            actions = policy.select_action(_to_batch(rows, device))
+        actions = np.asarray(torch.as_tensor(actions).detach().float().cpu().numpy(), dtype=np.float32)
+        if actions.ndim != 2 or actions.shape[0] != len(rows):
+            raise ValueError(f"select_action must return [B, A] with B={len(rows)}, got {tuple(actions.shape)}")
+        if low is not None:
+            actions = np.clip(actions, low, high)
+        active = {j: actions[j] for j, ep in enumerate(episodes) if not ep.done}
+        for j, (status, payload) in pool.step(active).items():
+            ep = episodes[j]
+            if status != "ok":
+                ep.error, ep.done = f"step {ep.length}: {payload}", True
+                ep.success = ep.final_success = False  # an env error is a failure
+                continue
+            o, reward, terminated, truncated, info = payload
+            steps += 1
+            ep.length += 1
+            ep.ret += reward
+            ok = bool(info.get("is_success", info.get("success", False)))
+            ep.final_success = ok
+            if ok and ep.first_success_step is None:
+                ep.first_success_step = ep.length
+            ep.success = ep.success or ok
+            rows[j] = o
+            if ep.frames is not None:
+                ep.frames.append(_frame(o))
+            if terminated or truncated or ep.length >= limit or (ok and stop_on_success):
+                ep.done = True
+    return steps
