@@ -1,0 +1,201 @@
+"""The policy API every imitation head shares (LeRobot-shaped).
+
+    reset()                 clear the frame history (and action queue) of every row
+    select_action(batch)    batch[observation.image] uint8 [B,H,W,3] (or [B,T,H,W,3]),
+                            batch[observation.state] float [B,S] -> actions [B,A] (env units)
+    forward(batch)          training: (loss, info); images [B,T,H,W,3] or cached frozen
+                            features batch[observation.features] [B,T,*F]
+
+A policy owns its encoder adapter, the normalisation statistics of the data it was trained on,
+and the frame history it needs at inference (one row per env of a vectorised batch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from pixio_robot.policies.constants import ACTION, OBS_FEATURES, OBS_IMAGE, OBS_STATE
+from pixio_robot.policies.encoder_adapter import AdapterConfig, EncoderAdapter
+
+POLICY_REGISTRY: dict[str, type[PixioPolicy]] = {}
+
+
+def register_policy(cls: type[PixioPolicy]) -> type[PixioPolicy]:
+    """Class decorator: make a policy type loadable by name."""
+    if cls.policy_type in POLICY_REGISTRY:
+        raise ValueError(f"policy type {cls.policy_type!r} registered twice")
+    POLICY_REGISTRY[cls.policy_type] = cls
+    return cls
+
+
+@dataclass
+class PolicySpec:
+    """What a policy knows about its data and env (saved with it)."""
+
+    state_dim: int
+    action_dim: int
+    stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # key -> mean/std/min/max
+    env_name: str | None = None
+    image_size: int | None = None  # env frame side the data was recorded at
+    camera: str | None = None
+    image_key: str = OBS_IMAGE
+    fps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.action_dim < 1:
+            raise ValueError(f"action_dim must be >= 1, got {self.action_dim}")
+        if self.state_dim < 0:
+            raise ValueError(f"state_dim must be >= 0, got {self.state_dim}")
+
+
+def _stat(spec: PolicySpec, key: str, name: str, dim: int, default: float) -> torch.Tensor:
+    vals = spec.stats.get(key, {}).get(name)
+    if vals is None:
+        return torch.full((dim,), default)
+    t = torch.as_tensor(vals, dtype=torch.float32).reshape(-1)
+    if t.numel() != dim:
+        raise ValueError(f"stats[{key}][{name}] has {t.numel()} values, expected {dim}")
+    return t
+
+
+class PixioPolicy(nn.Module):
+    """Base class: adapter + normalisation + frame history; subclasses add a head."""
+
+    policy_type: ClassVar[str] = ""
+    config_class: ClassVar[type] = object
+
+    def __init__(self, config: Any, encoder: AdapterConfig | dict, spec: PolicySpec) -> None:
+        super().__init__()
+        if isinstance(config, dict):
+            config = self.config_class(**config)
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.spec = spec
+        self.adapter = EncoderAdapter(encoder)
+        s, a = spec.state_dim, spec.action_dim
+        self.register_buffer("state_mean", _stat(spec, OBS_STATE, "mean", s, 0.0))
+        self.register_buffer("state_std", _stat(spec, OBS_STATE, "std", s, 1.0).clamp_min(1e-4))
+        self.register_buffer("action_mean", _stat(spec, ACTION, "mean", a, 0.0))
+        self.register_buffer("action_std", _stat(spec, ACTION, "std", a, 1.0).clamp_min(1e-4))
+        self._history: torch.Tensor | None = None  # (B, T, *R) frame representations
+
+    # -- subclass hooks -------------------------------------------------------------------------
+    @property
+    def n_obs_steps(self) -> int:
+        return 1
+
+    def frame_repr(self, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features [B,*F] -> what the head consumes per frame (default: the embedding)."""
+        return self.adapter.head(features)
+
+    def predict(self, frames: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
+        """Frame representations [B,T,*R] + normalised state -> normalised action(s)."""
+        raise NotImplementedError
+
+    def compute_loss(self, frames: torch.Tensor, state: torch.Tensor | None,
+                     batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    # -- normalisation --------------------------------------------------------------------------
+    def normalize_state(self, state: torch.Tensor) -> torch.Tensor:
+        return (state - self.state_mean) / self.state_std
+
+    def normalize_action(self, action: torch.Tensor) -> torch.Tensor:
+        return (action - self.action_mean) / self.action_std
+
+    def unnormalize_action(self, action: torch.Tensor) -> torch.Tensor:
+        return action * self.action_std + self.action_mean
+
+    @property
+    def device(self) -> torch.device:
+        return self.state_mean.device
+
+    # -- shared stages --------------------------------------------------------------------------
+    def frames_from_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-frame representations [B,T,*R] from cached features or raw images."""
+        if OBS_FEATURES in batch:
+            feats = batch[OBS_FEATURES].to(self.device).float()  # (B, T, *F)
+            b, t = feats.shape[:2]
+            rep = self.frame_repr(feats.flatten(0, 1))  # (B*T, *R)
+        elif OBS_IMAGE in batch:
+            img = batch[OBS_IMAGE]
+            if img.ndim == 4 and img.dtype == torch.uint8:
+                img = img[:, None]  # (B, 1, H, W, 3)
+            elif img.ndim == 4:
+                img = img[:, None]  # (B, 1, 3, H, W)
+            b, t = img.shape[:2]
+            rep = self.frame_repr(self.adapter.encode(img.flatten(0, 1)))  # (B*T, *R)
+        else:
+            raise KeyError(f"batch needs {OBS_IMAGE!r} (images) or {OBS_FEATURES!r} (cached features); "
+                           f"got keys {sorted(batch)}")
+        return rep.reshape(b, t, *rep.shape[1:])  # (B, T, *R)
+
+    def state_from_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        if self.spec.state_dim == 0 or not getattr(self.config, "use_state", True):
+            return None
+        if OBS_STATE not in batch:
+            raise KeyError(f"this policy uses proprioception: the batch needs {OBS_STATE!r} "
+                           f"[B,{self.spec.state_dim}]")
+        state = torch.as_tensor(batch[OBS_STATE], dtype=torch.float32, device=self.device)
+        if state.ndim == 3:  # (B, T, S): use the latest step
+            state = state[:, -1]
+        if state.shape[-1] != self.spec.state_dim:
+            raise ValueError(f"state has {state.shape[-1]} dims, the policy was trained with {self.spec.state_dim}")
+        return self.normalize_state(state)
+
+    # -- policy API -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the frame history of every row (call at the start of each round of episodes)."""
+        self._history = None
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        frames = self.frames_from_batch(batch)
+        return self.compute_loss(frames, self.state_from_batch(batch), batch)
+
+    def _update_history(self, rep: torch.Tensor) -> torch.Tensor:
+        t = self.n_obs_steps
+        if self._history is None or self._history.shape[0] != rep.shape[0]:
+            self._history = rep[:, None].expand(-1, t, *rep.shape[1:]).clone()  # pad with the first frame
+        else:
+            self._history = torch.cat([self._history[:, 1:], rep[:, None]], dim=1)
+        return self._history  # (B, T, *R)
+
+    @torch.no_grad()
+    def select_action(self, batch: dict[str, Any]) -> torch.Tensor:
+        """One action per row [B,A] (env units) from the current observation batch."""
+        was_training = self.training
+        self.eval()
+        try:
+            img = torch.as_tensor(batch[OBS_IMAGE])
+            if img.ndim == 3:
+                img = img[None]
+            if img.ndim == 5:  # (B, T, H, W, 3) stacked by the env: keep the last frames
+                b, t = img.shape[:2]
+                rep = self.frame_repr(self.adapter.encode(img.flatten(0, 1)))
+                rep = rep.reshape(b, t, *rep.shape[1:])[:, -self.n_obs_steps:]
+                if rep.shape[1] < self.n_obs_steps:
+                    pad = rep[:, :1].expand(-1, self.n_obs_steps - rep.shape[1], *rep.shape[2:])
+                    rep = torch.cat([pad, rep], dim=1)
+                frames = self._history = rep
+            else:
+                frames = self._update_history(self.frame_repr(self.adapter.encode(img)))
+            state = self.state_from_batch({k: v[None] if torch.as_tensor(v).ndim == 1 else v
+                                           for k, v in batch.items() if k == OBS_STATE})
+            return self.act(frames, state)
+        finally:
+            self.train(was_training)
+
+    def act(self, frames: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
+        """Normalised prediction -> env action [B,A] (subclasses may queue chunks)."""
+        return self.unnormalize_action(self.predict(frames, state))
+
+    # -- description ----------------------------------------------------------------------------
+    def describe(self) -> dict:
+        return {"policy_type": self.policy_type, "policy_config": dataclasses.asdict(self.config),
+                "encoder": self.adapter.reference(), "spec": dataclasses.asdict(self.spec)}

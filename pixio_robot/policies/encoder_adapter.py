@@ -1,0 +1,241 @@
+"""Encoder adapter: one interface from raw camera frames to policy embeddings.
+
+Used by the imitation policies and by the SB3 feature extractor alike. Stages:
+
+    preprocess(images)  uint8 [B,H,W,3] (or float [B,3,H,W] in [0,1]) -> resized, ImageNet-
+                        normalised float [B,3,S,S]
+    encode(images)      backbone part (no grad when frozen) -> features, the part the feature
+                        cache stores: mean_cls [B,D] | all_cls [B,K*D] | multi_block [B,nb*D] |
+                        spatial [B,N,D] (patch tokens)
+    head(features)      trainable part -> embedding [B, out_dim] (identity except `spatial`)
+
+Sources: a Pixio size from the project registry (random init, seeded), a project checkpoint or an
+official `.pth` (through `pixio_robot.models.load_encoder`), or any timm model name (never
+downloads: `pretrained=False`, weights only from a file the user names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixio_robot.policies.backbones import Backbone, build_backbone
+
+SOURCES = ("pixio", "checkpoint", "timm")
+MODES = ("frozen", "finetune", "last_k")
+EMBEDDINGS = ("mean_cls", "all_cls", "spatial", "multi_block")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class AdapterConfig:
+    """How to build the encoder and turn its tokens into one embedding per frame."""
+
+    source: str = "pixio"  # pixio (registry name, random init) | checkpoint (path) | timm (name)
+    name: str = "pixio_vittest"  # registry / timm model name (ignored for source=checkpoint)
+    path: str | None = None  # checkpoint dir / .pth / .safetensors; for timm an optional weights file
+    mode: str = "frozen"  # frozen | finetune | last_k
+    last_k: int = 1  # trainable last blocks (+ final norm) when mode=last_k
+    embedding: str = "mean_cls"  # mean_cls | all_cls | spatial | multi_block
+    blocks: list[int] | None = None  # multi_block indices (None: 4 evenly spaced, as the paper)
+    spatial_channels: int = 64  # conv width of the spatial head
+    spatial_dim: int = 256  # output width of the spatial head
+    image_size: int | None = None  # square side fed to the encoder; None: its native size
+    init_seed: int = 0  # seed of the random init (source=pixio / timm without weights)
+
+    def __post_init__(self) -> None:
+        for field, allowed in (("source", SOURCES), ("mode", MODES), ("embedding", EMBEDDINGS)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"encoder.{field}={getattr(self, field)!r} is not one of {allowed}")
+        if self.source == "checkpoint" and not self.path:
+            raise ValueError("encoder.source=checkpoint needs encoder.path (a save_encoder directory, "
+                             "a .safetensors file or an official Pixio .pth)")
+        if self.mode == "last_k" and self.last_k < 1:
+            raise ValueError(f"encoder.last_k must be >= 1 with mode=last_k, got {self.last_k}")
+        if self.image_size is not None and self.image_size <= 0:
+            raise ValueError(f"encoder.image_size must be positive, got {self.image_size}")
+        if self.blocks is not None:
+            self.blocks = [int(b) for b in self.blocks]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AdapterConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown encoder config keys {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def tensor_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 (16 hex) over names, dtypes, shapes and bytes of a state dict."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().to("cpu").contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class SpatialHead(nn.Module):
+    """Patch tokens [B,N,D] on a (h,w) grid -> conv 3x3/2 -> GroupNorm -> ReLU -> Linear -> [B,out]."""
+
+    def __init__(self, dim: int, grid: tuple[int, int], channels: int, out_dim: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.conv = nn.Conv2d(dim, channels, kernel_size=3, stride=2, padding=1)
+        self.norm = nn.GroupNorm(min(8, channels), channels)
+        gh, gw = (grid[0] + 1) // 2, (grid[1] + 1) // 2
+        self.proj = nn.Sequential(nn.Linear(channels * gh * gw, out_dim), nn.LayerNorm(out_dim), nn.ReLU())
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        b, n, d = patches.shape
+        h, w = self.grid
+        if n != h * w:
+            raise ValueError(f"spatial head built for a {h}x{w} grid got {n} patch tokens")
+        x = patches.transpose(1, 2).reshape(b, d, h, w)  # (B, D, h, w)
+        x = F.relu(self.norm(self.conv(x)))  # (B, C, h/2, w/2)
+        return self.proj(x.flatten(1))  # (B, out)
+
+
+class EncoderAdapter(nn.Module):
+    """Raw frames -> embedding [B, out_dim]; resize and ImageNet normalisation inside."""
+
+    def __init__(self, config: AdapterConfig | dict | None = None) -> None:
+        super().__init__()
+        if config is None:
+            config = AdapterConfig()
+        if isinstance(config, dict):
+            config = AdapterConfig.from_dict(config)
+        self.config = c = config
+        self.backbone: Backbone = build_backbone(c)
+        self.image_size = int(c.image_size or self.backbone.native_size)
+        p = self.backbone.patch_size
+        if p and self.image_size % p:
+            raise ValueError(f"encoder.image_size={self.image_size} must be a multiple of the patch size {p}")
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        d = self.backbone.embed_dim
+        if c.embedding == "spatial":
+            grid = self.backbone.grid_for(self.image_size)
+            self.feature_shape: tuple[int, ...] = (grid[0] * grid[1], d)
+            self.head: nn.Module = SpatialHead(d, grid, c.spatial_channels, c.spatial_dim)
+            self.out_dim = c.spatial_dim
+        else:
+            if c.embedding == "mean_cls":
+                width = d
+            elif c.embedding == "all_cls":
+                if self.backbone.num_cls_tokens < 1:
+                    raise ValueError(f"embedding=all_cls needs class tokens; {c.name} has none "
+                                     "(use mean_cls or spatial)")
+                width = d * self.backbone.num_cls_tokens
+            else:
+                width = d * len(self.backbone.resolve_blocks(c.blocks))
+            self.feature_shape = (width,)
+            self.head = nn.Identity()
+            self.out_dim = width
+        self._apply_mode()
+
+    # -- trainability ------------------------------------------------------------------------
+    def _apply_mode(self) -> None:
+        mode = self.config.mode
+        self.backbone.requires_grad_(mode == "finetune")
+        if mode == "last_k":
+            self.backbone.unfreeze_last(self.config.last_k)
+        if mode == "frozen":
+            self.backbone.eval()
+
+    @property
+    def frozen(self) -> bool:
+        return self.config.mode == "frozen"
+
+    def train(self, mode: bool = True) -> EncoderAdapter:
+        super().train(mode)
+        if self.frozen:  # dropout / drop path stay off in a frozen encoder
+            self.backbone.eval()
+        return self
+
+    # -- stages ------------------------------------------------------------------------------
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [B,H,W,3] or float [B,3,H,W] in [0,1] -> normalised float [B,3,S,S]."""
+        if images.ndim != 4:
+            raise ValueError(f"expected a batch of images [B,H,W,3] uint8 or [B,3,H,W] float, got "
+                             f"shape {tuple(images.shape)}")
+        if images.dtype == torch.uint8:
+            if images.shape[-1] != 3:
+                raise ValueError(f"uint8 images must be channels-last [B,H,W,3], got {tuple(images.shape)}")
+            x = images.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+        else:
+            if images.shape[1] != 3:
+                raise ValueError(f"float images must be channels-first [B,3,H,W] in [0,1], got "
+                                 f"{tuple(images.shape)}")
+            x = images.float()
+        x = x.to(self.mean.device)
+        s = self.image_size
+        if x.shape[-2:] != (s, s):
+            down = x.shape[-2] > s or x.shape[-1] > s
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=down)
+        return (x - self.mean) / self.std
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if c.embedding == "mean_cls":
+            return self.backbone.global_embedding(x)  # (B, D)
+        if c.embedding == "all_cls":
+            return self.backbone.tokens(x)[0].flatten(1)  # (B, K*D)
+        if c.embedding == "multi_block":
+            return self.backbone.block_embeddings(x, c.blocks)  # (B, nb*D)
+        return self.backbone.tokens(x)[1]  # (B, N, D)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone features of raw frames (what the feature cache stores)."""
+        x = self.preprocess(images)
+        if self.frozen:
+            with torch.no_grad():
+                return self._encode(x)
+        return self._encode(x)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encode(images))
+
+    # -- identity ----------------------------------------------------------------------------
+    def encoder_digest(self) -> str:
+        """Hash of the backbone weights (changes when any weight changes)."""
+        return tensor_digest(self.backbone.state_dict())
+
+    def preprocessing_spec(self) -> dict:
+        """Everything besides the weights that changes the features the backbone emits."""
+        c = self.config
+        return {"source": c.source, "name": c.name if c.source != "checkpoint" else Path(c.path).name,
+                "image_size": self.image_size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                "resize": "bilinear-antialias", "embedding": c.embedding,
+                "blocks": self.backbone.resolve_blocks(c.blocks) if c.embedding == "multi_block" else None,
+                "feature_shape": list(self.feature_shape)}
+
+    def cache_key(self) -> str:
+        spec = json.dumps(self.preprocessing_spec(), sort_keys=True)
+        return hashlib.sha256((self.encoder_digest() + spec).encode()).hexdigest()[:16]
+
+    def reference(self) -> dict:
+        """What a saved policy records about its encoder."""
+        return {"config": self.config.to_dict(), "digest": self.encoder_digest(),
+                "image_size": self.image_size, "out_dim": self.out_dim}
+
+
+def build_adapter(config: AdapterConfig | dict | None = None, **overrides) -> EncoderAdapter:
+    """`build_adapter(AdapterConfig(...))` or `build_adapter(source="timm", name="resnet18")`."""
+    if isinstance(config, dict) or config is None:
+        config = AdapterConfig.from_dict({**(config or {}), **overrides})
+    elif overrides:
+        config = dataclasses.replace(config, **overrides)
+    return EncoderAdapter(config)
