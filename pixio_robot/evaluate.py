@@ -1,0 +1,144 @@
+"""`python -m pixio_robot.evaluate policy=<dir>`: roll a saved policy out and report.
+
+Writes into the run directory: `summary.json` (success rate with a Wilson 95% interval, mean
+return with a t interval, lengths, errors), `episodes.csv` (one row per episode), `videos/`
+(mp4 of the first `n_videos` episodes) and the resolved config.
+
+    python -m pixio_robot.evaluate policy=runs/train/<ts>/policy n_episodes=50 n_envs=4
+    python -m pixio_robot.evaluate policy=... env=metaworld/hammer-v3 vector_mode=serial
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from pixio_robot.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class EvaluateConfig:
+    """Schema of the evaluate entry; `None` fields come from the policy's saved config."""
+
+    policy: str = MISSING  # saved policy directory (model.safetensors + config.json)
+    env: str | None = None  # e.g. metaworld/drawer-open-v3; default: the policy's env
+    n_episodes: int = 50
+    n_envs: int = 4
+    seed: int = 1000
+    image_size: int | None = None
+    camera: str | None = None
+    max_episode_steps: int | None = None
+    n_videos: int = 2
+    video_fps: int = 20
+    vector_mode: str = "subproc"  # subproc: one process per env (rendering in parallel); serial
+    stop_on_success: bool = False
+    device: str = "cpu"
+    progress: bool = True
+    output_dir: str | None = None  # default: the hydra run dir (runs/evaluate/<timestamp>)
+
+    def __post_init__(self) -> None:
+        if self.n_episodes < 1:
+            raise ValueError(f"n_episodes must be >= 1, got {self.n_episodes}")
+        if self.n_envs < 1:
+            raise ValueError(f"n_envs must be >= 1, got {self.n_envs}")
+        if self.vector_mode not in ("serial", "subproc"):
+            raise ValueError(f"vector_mode must be 'serial' or 'subproc', got {self.vector_mode!r}")
+        if self.n_videos < 0:
+            raise ValueError(f"n_videos must be >= 0, got {self.n_videos}")
+
+
+ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+
+_ENV_KEYS = ("env_name", "env")
+_SIZE_KEYS = ("image_size",)
+_CAMERA_KEYS = ("camera",)
+
+
+def _find(obj: Any, keys: tuple[str, ...]) -> Any:
+    """First value of any of `keys` in a nested dict (breadth-first), else None."""
+    queue = [obj]
+    while queue:
+        cur = queue.pop(0)
+        if isinstance(cur, dict):
+            for k in keys:
+                if cur.get(k) not in (None, ""):
+                    return cur[k]
+            queue.extend(v for v in cur.values() if isinstance(v, dict))
+    return None
+
+
+def policy_env_defaults(policy_dir: str | Path) -> dict:
+    """Env name, image size and camera recorded in a saved policy's `config.json` (if any)."""
+    path = Path(policy_dir) / "config.json"
+    if not path.is_file():
+        return {}
+    cfg = json.loads(path.read_text())
+    return {"env": _find(cfg, _ENV_KEYS), "image_size": _find(cfg, _SIZE_KEYS), "camera": _find(cfg, _CAMERA_KEYS)}
+
+
+def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict:
+    """Load `cfg.policy`, evaluate it, write summary.json / episodes.csv / videos; return the summary."""
+    from pixio_robot.evaluation import evaluate_policy, write_results
+    from pixio_robot.utils.run import prepare_run_dir
+
+    policy_dir = Path(cfg.policy)
+    if not policy_dir.exists():
+        raise FileNotFoundError(f"policy directory {policy_dir} does not exist: pass policy=<dir written by "
+                                "`python -m pixio_robot.train` (holds model.safetensors + config.json)>")
+    defaults = policy_env_defaults(policy_dir)
+    env = cfg.env or defaults.get("env")
+    if not env:
+        raise ValueError(f"no env given and none recorded in {policy_dir}/config.json: pass env=<name>, "
+                         "e.g. env=metaworld/drawer-open-v3")
+    image_size = int(cfg.image_size or defaults.get("image_size") or 128)
+    camera = cfg.camera or defaults.get("camera")
+    out = Path(cfg.output_dir or run_dir or Path("runs/evaluate") / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    prepare_run_dir(out, cfg)
+    try:
+        from pixio_robot.policies import load_policy
+    except ImportError as exc:  # pragma: no cover - the policies package ships with the project
+        raise ImportError(f"pixio_robot.policies.load_policy is unavailable ({exc})") from exc
+    policy = load_policy(policy_dir, device=cfg.device)
+    if hasattr(policy, "eval"):
+        policy.eval()
+    log.info("evaluating %s on %s: %d episodes over %d envs (%s)", policy_dir, env, cfg.n_episodes,
+             cfg.n_envs, cfg.vector_mode)
+    result = evaluate_policy(
+        policy, env, n_episodes=cfg.n_episodes, n_envs=cfg.n_envs, seed=cfg.seed, image_size=image_size,
+        camera=camera, max_episode_steps=cfg.max_episode_steps, video_dir=out / "videos",
+        n_videos=cfg.n_videos, progress=cfg.progress, stop_on_success=cfg.stop_on_success,
+        vector_mode=cfg.vector_mode, video_fps=cfg.video_fps)
+    paths = write_results(result, out, extra={"policy": str(policy_dir), "image_size": image_size,
+                                              "camera": camera, "seed": cfg.seed})
+    lo, hi = result.success_ci
+    log.info("%s: success %.1f%% [%.1f, %.1f] (Wilson 95%%), return %.2f, %d env errors, %.1f steps/s",
+             env, 100 * result.success_rate, 100 * lo, 100 * hi, result.mean_return, result.n_errors,
+             result.steps_per_s)
+    log.info("results: %s and %s", paths["summary"], paths["csv"])
+    return {**result.summary(), "run_dir": str(out)}
+
+
+def main() -> None:
+    """Console script / `python -m` entry (hydra)."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.evaluate", config_name="config")
+    def _app(dcfg) -> None:
+        cfg = OmegaConf.to_object(dcfg)
+        run_evaluate(cfg, HydraConfig.get().runtime.output_dir)
+
+    _app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Benchmark grid: resume skips finished cells, failures are recorded and retried; reports."""
+
+import csv
+import json
+
+import pytest
+
+from pixio_robot.evaluation.grid import Cell, cell_path, collect_records, make_cells, run_grid
+from pixio_robot.evaluation.metrics import wilson_interval
+from pixio_robot.evaluation.report import aggregate, write_report
+
+
+def fake_result(cell):
+    """Deterministic 'training' outcome so aggregation can be checked by hand."""
+    base = {"pixio": 0.8, "random": 0.4}[cell.encoder]
+    return {"best_success": base + 0.1, "final_success": base - (0.1 if cell.seed == 2 else 0.0),
+            "n_eval_episodes": 10}
+
+
+def test_resume_skips_done_and_retries_failed(tmp_path):
+    cells = make_cells(["metaworld/drawer-open-v3", "metaworld/hammer-v3"], ["pixio", "random"], [1, 2])
+    assert len(cells) == 8 and cells[0] == Cell("metaworld/drawer-open-v3", "pixio", 1)
+    calls = []
+
+    def flaky(cell):
+        calls.append(cell.key)
+        if cell.task.endswith("hammer-v3") and cell.encoder == "random" and cell.seed == 2:
+            raise RuntimeError("out of memory")
+        return fake_result(cell)
+
+    recs = run_grid(cells, flaky, tmp_path)
+    assert len(calls) == 8
+    assert [r["status"] for r in recs].count("failed") == 1
+    failed = json.loads(cell_path(tmp_path, cells[-1]).read_text())
+    assert failed["status"] == "failed" and "out of memory" in failed["error"]
+
+    calls.clear()
+    recs = run_grid(cells, flaky, tmp_path)  # only the failed cell runs again
+    assert calls == [cells[-1].key]
+    calls.clear()
+    recs = run_grid(cells, fake_result, tmp_path)
+    assert calls == [] and all(r["status"] == "done" for r in recs)
+    assert len(collect_records(tmp_path)) == 8
+    # a torn / partial file never counts as done
+    cell_path(tmp_path, cells[0]).write_text("{not json")
+    ran = []
+    run_grid(cells, lambda c: ran.append(c.key) or fake_result(c), tmp_path)
+    assert ran == [cells[0].key]
+
+
+def test_bad_grid_messages():
+    with pytest.raises(ValueError, match="empty grid"):
+        make_cells([], ["a"], [1])
+    with pytest.raises(ValueError, match="unique"):
+        make_cells(["t"], ["a/b", "a_b"], [1])
+
+
+def test_report_numbers_and_files(tmp_path):
+    cells = make_cells(["metaworld/drawer-open-v3", "metaworld/hammer-v3"], ["pixio", "random"], [1, 2])
+    recs = run_grid(cells, fake_result, tmp_path)
+    rows = aggregate(recs)
+    by = {(r["encoder"], r["task"], r["which"]): r for r in rows}
+    r = by[("pixio", "metaworld/hammer-v3", "final")]
+    assert r["score"] == pytest.approx(75.0) and r["n_seeds"] == 2 and r["n_episodes"] == 20
+    lo, hi = wilson_interval(15, 20)
+    assert (r["lo"], r["hi"]) == pytest.approx((100 * lo, 100 * hi))
+    assert by[("pixio", "average", "best")]["score"] == pytest.approx(90.0)
+    assert by[("random", "average", "final")]["score"] == pytest.approx(35.0)
+    assert by[("random", "average", "final")]["n_episodes"] == 40
+    paths = write_report(recs, tmp_path / "report", title="toy")
+    md = paths["markdown"].read_text()
+    assert "| **average** | 90.0 [" in md and "Final checkpoint" in md
+    with open(paths["csv"]) as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 12  # 2 encoders x (2 tasks + average) x (best, final)
+    for which in ("best", "final"):
+        assert paths[which].stat().st_size > 5000 and paths[which].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_return_metric():
+    recs = [{"task": "dmc/walker-walk", "encoder": "e", "seed": s, "best_return": v + 50, "final_return": v,
+             "status": "done"} for s, v in ((1, 400.0), (2, 600.0))]
+    rows = aggregate(recs, metric="return", return_scale=1000.0)
+    final = next(r for r in rows if r["task"] == "dmc/walker-walk" and r["which"] == "final")
+    assert final["score"] == pytest.approx(50.0) and final["lo"] < 50 < final["hi"]
+    assert final["ci"].startswith("t95")
