@@ -1,0 +1,172 @@
+"""make_env: observation contract, seeding, rendering, names (tiny images, few steps)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from gymnasium.utils.env_checker import check_env  # noqa: E402
+
+from pixio_robot.envs import list_envs, make_env, make_vec_env  # noqa: E402
+from pixio_robot.envs.rendering import apply_quality, setup_gl  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+FAST = ["metaworld/drawer-open-v3", "gym/Pusher-v5", "gym/Reacher-v5"]
+
+
+@pytest.fixture
+def closing():
+    envs = []
+    yield envs.append
+    for env in envs:
+        env.close()
+
+
+def _rollout(env, n, seed):
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    frames, states = [obs.get("pixels")], [obs["state"]]
+    for _ in range(n):
+        a = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
+        obs, *_ = env.step(a)
+        frames.append(obs.get("pixels"))
+        states.append(obs["state"])
+    return frames, np.stack(states)
+
+
+def test_setup_gl_picks_a_backend():
+    assert setup_gl() in ("egl", "osmesa", "glfw")
+    assert os.environ["MUJOCO_GL"] in ("egl", "osmesa", "glfw")
+    with pytest.raises(ValueError, match="Unknown OpenGL backend"):
+        setup_gl("vulkan")
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_contract_and_check_env(name, closing):
+    env = make_env(name, image_size=(24, 32), seed=0)
+    closing(env)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, info = env.reset(seed=1)
+    assert set(obs) == {"pixels", "state"}
+    assert obs["pixels"].shape == (24, 32, 3) and obs["pixels"].dtype == np.uint8
+    assert obs["state"].dtype == np.float32 and obs["state"].ndim == 1
+    assert env.observation_space.contains(obs)
+    assert info["is_success"] is False
+    _, r, term, trunc, info = env.step(env.action_space.sample())
+    assert isinstance(info["is_success"], bool) and isinstance(r, float)
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_seeded_resets_reproduce_and_differ(name, closing):
+    env = make_env(name, image_size=32)
+    closing(env)
+    f1, s1 = _rollout(env, 5, seed=7)
+    f2, s2 = _rollout(env, 5, seed=7)
+    _, s3 = _rollout(env, 5, seed=8)
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_array_equal(np.stack(f1), np.stack(f2))
+    assert not np.array_equal(s1, s3)
+
+
+def test_metaworld_initial_positions_depend_on_seed(closing):
+    env = make_env("metaworld/drawer-open-v3", pixels=False, state="full")
+    closing(env)
+    goals = {tuple(np.round(env.reset(seed=s)[0]["state"][36:39], 5)) for s in range(5)}
+    assert len(goals) == 5  # object/goal placement follows the seed (CortexBench set-up)
+
+
+@pytest.mark.parametrize("name", ["metaworld/drawer-open-v3", "gym/Pusher-v5"])
+def test_frames_not_blank_and_change(name, closing):
+    env = make_env(name, image_size=48, seed=0)
+    closing(env)
+    frames, _ = _rollout(env, 15, seed=0)
+    first, last = frames[0].astype(np.int16), frames[-1].astype(np.int16)
+    assert first.std() > 10, "frame is (nearly) a single colour"
+    changed = (np.abs(first - last).max(-1) > 20).sum()
+    assert changed >= 10, f"the scene moved but only {changed} pixels changed"
+
+
+def test_metaworld_corner_camera_is_upright(closing):
+    """The table (bright, textured) fills the lower part of an upright corner2 frame, the
+    floor-less background the upper part; an upside-down frame inverts this."""
+    env = make_env("metaworld/drawer-open-v3", image_size=64, seed=0)
+    closing(env)
+    img = env.reset(seed=0)[0]["pixels"].astype(np.float32)
+    # rows below the middle hold most of the robot/table detail (edges) when upright
+    grad = np.abs(np.diff(img.mean(-1), axis=1))
+    assert grad[32:].sum() > grad[:32].sum()
+
+
+def test_camera_option_and_bad_camera(closing):
+    a = make_env("metaworld/drawer-open-v3", image_size=32, camera="topview", seed=0)
+    b = make_env("metaworld/drawer-open-v3", image_size=32, camera="corner3", seed=0)
+    closing(a)
+    closing(b)
+    assert not np.array_equal(a.reset(seed=0)[0]["pixels"], b.reset(seed=0)[0]["pixels"])
+    with pytest.raises(ValueError, match="no camera 'nope'"):
+        make_env("metaworld/drawer-open-v3", camera="nope")
+
+
+def test_fast_quality_settings():
+    import mujoco
+
+    m = mujoco.MjModel.from_xml_string("<mujoco><worldbody/></mujoco>")
+    assert m.vis.quality.shadowsize > 0 and m.vis.quality.offsamples > 0
+    apply_quality(m, "default", min_size=(300, 500))
+    assert m.vis.quality.shadowsize > 0 and m.vis.global_.offwidth == 640 and m.vis.global_.offheight >= 300
+    apply_quality(m, "fast")
+    assert m.vis.quality.shadowsize == 0 and m.vis.quality.offsamples == 0
+    with pytest.raises(ValueError, match="render_quality"):
+        apply_quality(m, "ultra")
+
+
+def test_wrappers_history_repeat_limit(closing):
+    env = make_env("gym/Reacher-v5", image_size=16, frame_stack=3, action_repeat=2, seed=0)
+    closing(env)
+    obs, _ = env.reset(seed=0)
+    assert obs["pixels"].shape == (3, 16, 16, 3) and env.observation_space.contains(obs)
+    np.testing.assert_array_equal(obs["pixels"][0], obs["pixels"][2])
+    steps, trunc = 0, False
+    while not trunc:
+        obs, _, _, trunc, _ = env.step(np.zeros(2, np.float32))
+        steps += 1
+    assert steps == 25  # Reacher-v5's 50 env steps / action_repeat 2
+    short = make_env("metaworld/drawer-open-v3", pixels=False, max_episode_steps=3)
+    closing(short)
+    short.reset(seed=0)
+    assert [short.step(np.zeros(4, np.float32))[3] for _ in range(3)] == [False, False, True]
+
+
+def test_state_only_env_has_no_pixels(closing):
+    env = make_env("metaworld/hammer-v3", pixels=False, state="full")
+    closing(env)
+    obs, info = env.reset(seed=0)
+    assert set(obs) == {"state"} and obs["state"].shape == (39,)
+    np.testing.assert_array_equal(info["full_state"], obs["state"])
+
+
+def test_unknown_names_list_known_and_close():
+    with pytest.raises(ValueError, match="Did you mean: metaworld/drawer-open-v3") as exc:
+        make_env("metaworld/drawer-opn-v3")
+    assert "gym/Pusher-v5" in str(exc.value)
+    with pytest.raises(ValueError, match="gym/Pusher-v5"):
+        make_env("Pusher-v5")
+    with pytest.raises(ValueError, match="family in"):
+        make_env("atari/Pong")
+    assert "metaworld/assembly-v3" in list_envs("metaworld/*")
+    assert all(n.startswith("gym/") for n in list_envs("gym/*"))
+
+
+def test_vec_env_sync_seeds_each_copy(closing):
+    venv = make_vec_env("gym/Reacher-v5", 2, seed=0, image_size=16)
+    closing(venv)
+    obs, info = venv.reset(seed=0)
+    assert obs["pixels"].shape == (2, 16, 16, 3) and obs["state"].shape == (2, 10)
+    assert not np.array_equal(obs["state"][0], obs["state"][1])
+    obs2, *_ = venv.step(np.zeros((2, 2), np.float32))
+    assert info["is_success"].shape == (2,)
