@@ -113,3 +113,43 @@ def test_truncated_and_missing_files_fail_clearly(tmp_path):
     (tmp_path / "cfgless" / "model.safetensors").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_encoder(tmp_path / "cfgless")
+
+
+def _to_hf_layout(sd, depth=2):
+    """Write the official dict in transformers' PixioModel names (split q/k/v)."""
+    d = sd["cls_token"].shape[-1]
+    hf = {"embeddings.cls_token": sd["cls_token"], "embeddings.position_embeddings": sd["pos_embed"],
+          "embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
+          "embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
+          "layernorm.weight": sd["norm.weight"], "layernorm.bias": sd["norm.bias"]}
+    for i in range(depth):
+        b, L = f"blocks.{i}.", f"encoder.layer.{i}."
+        for n in ("norm1", "norm2", "mlp.fc1", "mlp.fc2"):
+            for t in ("weight", "bias"):
+                hf[f"{L}{n}.{t}"] = sd[f"{b}{n}.{t}"]
+        for t in ("weight", "bias"):
+            hf[f"{L}attention.output.dense.{t}"] = sd[f"{b}attn.proj.{t}"]
+            q, k, v = sd[f"{b}attn.qkv.{t}"].split(d, dim=0)
+            for name, part in (("query", q), ("key", k), ("value", v)):
+                hf[f"{L}attention.attention.{name}.{t}"] = part
+    return hf
+
+
+def test_hf_transformers_layout_loads_identically(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    sd = _official_state_dict()
+    torch.save(sd, tmp_path / "official.pth")
+    ref = load_encoder(tmp_path / "official.pth").eval()
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    save_file({k: v.contiguous() for k, v in _to_hf_layout(sd).items()}, hf_dir / "model.safetensors")
+    (hf_dir / "config.json").write_text(json.dumps({"model_type": "pixio", "num_attention_heads": 1}))
+    enc = load_encoder(hf_dir).eval()
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, enc.state_dict()[k]), k
+    torch.save({f"pixio.{k}": v for k, v in _to_hf_layout(sd).items()}, tmp_path / "hf.pth")
+    x = torch.randn(1, 3, 256, 256)
+    assert torch.equal(load_encoder(tmp_path / "hf.pth").eval().embed(x), ref.embed(x))

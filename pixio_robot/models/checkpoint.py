@@ -5,7 +5,9 @@ Accepted by `load_encoder(path)`:
 - a directory holding `encoder/` (a pretraining run or export);
 - the official released Pixio encoder `.pth` (keys `cls_token`, `pos_embed`,
   `patch_embed.proj.*`, `blocks.{i}.*`, `norm.*`), read with `torch.load(weights_only=True)`;
-- the same keys with a `module.` / `encoder.` / `model.` prefix.
+- the same keys with a `module.` / `encoder.` / `model.` prefix;
+- a Hugging Face transformers `PixioModel` directory (`config.json` + `model.safetensors`) or
+  state dict (see `pixio_robot.models.adapters`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from pixio_robot.models.adapters import to_official
 from pixio_robot.models.config import EncoderConfig, MAEConfig, config_from_dict, config_to_dict
 from pixio_robot.models.encoder import PixioEncoder
 from pixio_robot.models.mae import PixioMAE
@@ -87,23 +90,7 @@ def _read_config(directory: Path) -> dict:
         raise ValueError(f"{cfg_path} is not valid JSON ({e})") from e
 
 
-def adapt_official_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip wrapper prefixes and non-tensor entries from an official-layout state dict."""
-    for key in ("model", "state_dict", "encoder"):
-        if key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-    out = {}
-    for k, v in sd.items():
-        if not isinstance(v, torch.Tensor):
-            continue
-        for prefix in ("module.", "encoder.", "model."):
-            if k.startswith(prefix):
-                k = k[len(prefix):]
-        out[k] = v
-    return out
-
-
-def encoder_config_from_official(sd: dict[str, torch.Tensor], patch_size: int = 16) -> EncoderConfig:
+def encoder_config_from_official(sd: dict[str, torch.Tensor], num_heads: int | None = None) -> EncoderConfig:
     """Infer the architecture of an official-layout state dict from its tensor shapes."""
     try:
         k, d = sd["cls_token"].shape[1:]
@@ -117,7 +104,7 @@ def encoder_config_from_official(sd: dict[str, torch.Tensor], patch_size: int = 
     depth = 1 + max(int(key.split(".")[1]) for key in sd if key.startswith("blocks."))
     mlp_ratio = sd["blocks.0.mlp.fc1.weight"].shape[0] / d
     return EncoderConfig(img_size=side * patch_size, patch_size=patch_size, embed_dim=d, depth=depth,
-                         num_heads=OFFICIAL_HEADS.get(d, max(1, d // 64)), mlp_ratio=mlp_ratio,
+                         num_heads=num_heads or OFFICIAL_HEADS.get(d, max(1, d // 64)), mlp_ratio=mlp_ratio,
                          num_cls_tokens=k, qkv_bias="blocks.0.attn.qkv.bias" in sd)
 
 
@@ -133,6 +120,12 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
         meta = _read_config(directory)
         sd = _read_safetensors(directory / WEIGHTS if path.is_dir() else path)
         arch = meta.get("arch")
+        if arch is None and meta.get("model_type") == "pixio":  # a transformers PixioModel export
+            sd = to_official(sd)
+            cfg = encoder_config_from_official(sd, num_heads=meta.get("num_attention_heads"))
+            encoder = PixioEncoder(cfg)
+            load_state_dict_strict(encoder, sd, str(path))
+            return encoder.to(map_location)
         if arch == "pixio_mae":  # a whole MAE: keep the encoder part
             cfg = MAEConfig(**meta["config"]).encoder
             sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
@@ -152,7 +145,7 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
                              "The file is truncated or holds pickled objects") from e
         if not isinstance(raw, dict):
             raise ValueError(f"{path} holds a {type(raw).__name__}, not a state dict")
-        sd = adapt_official_state_dict(raw)
+        sd = to_official(raw)
         encoder = PixioEncoder(encoder_config_from_official(sd))
         load_state_dict_strict(encoder, sd, str(path))
         return encoder.to(map_location)
