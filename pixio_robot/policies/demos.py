@@ -1,0 +1,143 @@
+"""Demonstrations for imitation: a LeRobotDataset read into flat arrays + vectorised batches.
+
+`load_demos(root=..., repo_id=...)` reads states, actions and episode boundaries once (parquet,
+no video decoding); frames come from the feature cache (frozen encoder) or a decoded-frame
+memmap (fine-tuning). `DemoBatcher` gathers whole batches with numpy fancy indexing: frame
+history (padded with the episode's first frame, as CortexBench) and action chunks (padded with
+the last action and flagged in `action_is_pad`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pixio_robot.policies.constants import ACTION, ACTION_PAD, OBS_FEATURES, OBS_IMAGE, OBS_STATE
+
+
+@dataclass
+class DemoData:
+    dataset: Any  # the LeRobotDataset
+    image_key: str
+    states: np.ndarray  # float32 [N, S] (S may be 0)
+    actions: np.ndarray  # float32 [N, A]
+    episode_index: np.ndarray  # int64 [N]
+    ep_start: np.ndarray  # int64 [N] first dataset row of each row's episode
+    ep_end: np.ndarray  # int64 [N] one past the last row of each row's episode
+    image_shape: tuple[int, int, int]
+    fps: int
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @property
+    def episodes(self) -> np.ndarray:
+        return np.unique(self.episode_index)
+
+    def stats(self) -> dict[str, dict[str, list[float]]]:
+        """Normalisation statistics computed from the data (mean, std, min, max)."""
+        out = {}
+        for key, arr in ((OBS_STATE, self.states), (ACTION, self.actions)):
+            if arr.shape[1] == 0:
+                continue
+            out[key] = {"mean": arr.mean(0).tolist(), "std": arr.std(0).tolist(),
+                        "min": arr.min(0).tolist(), "max": arr.max(0).tolist()}
+        return out
+
+    def split(self, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices (train, val), split by whole episodes; val empty when fraction is 0 or
+        there is a single episode."""
+        eps = self.episodes
+        n_val = int(round(len(eps) * val_fraction)) if len(eps) > 1 else 0
+        n_val = min(n_val, len(eps) - 1)
+        val_eps = np.random.default_rng(seed).permutation(eps)[:n_val]
+        is_val = np.isin(self.episode_index, val_eps)
+        return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _open_dataset(root: str | None, repo_id: str | None):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    if root is None and repo_id is None:
+        raise ValueError("dataset.root (a LeRobotDataset folder on disk) or dataset.repo_id (a hub id, "
+                         "needs network) is required")
+    if root is not None:
+        path = Path(root).expanduser()
+        if not (path / "meta" / "info.json").exists():
+            raise FileNotFoundError(f"{path} is not a LeRobotDataset (no meta/info.json). Collect demos with "
+                                    "python -m pixio_robot.collect, or pass dataset.repo_id for a hub dataset")
+        return LeRobotDataset(repo_id or f"local/{path.name}", root=path)
+    return LeRobotDataset(repo_id)
+
+
+def load_demos(root: str | None = None, repo_id: str | None = None, image_key: str | None = None,
+               state_key: str = OBS_STATE, action_key: str = ACTION) -> DemoData:
+    """Read a LeRobotDataset's states, actions and episode layout (frames stay on disk)."""
+    ds = _open_dataset(root, repo_id)
+    cams = list(ds.meta.camera_keys)
+    if image_key is None:
+        if not cams:
+            raise ValueError(f"dataset {ds.root} has no camera key; image policies need one")
+        image_key = OBS_IMAGE if OBS_IMAGE in cams else cams[0]
+    elif image_key not in cams:
+        raise KeyError(f"camera key {image_key!r} not in dataset {ds.root}; it has {cams}")
+    feats = ds.meta.features
+    if action_key not in feats:
+        raise KeyError(f"dataset {ds.root} has no {action_key!r} feature; it has {sorted(feats)}")
+    cols = [action_key, "episode_index"] + ([state_key] if state_key in feats else [])
+    data = ds.hf_dataset.with_format("numpy", columns=cols)[:]
+    actions = np.asarray(np.stack(data[action_key]), dtype=np.float32).reshape(len(ds.hf_dataset), -1)
+    if state_key in feats:
+        states = np.asarray(np.stack(data[state_key]), dtype=np.float32).reshape(len(actions), -1)
+    else:
+        states = np.zeros((len(actions), 0), np.float32)
+    ep = np.asarray(data["episode_index"], dtype=np.int64).reshape(-1)
+    if len(ep) == 0:
+        raise ValueError(f"dataset {ds.root} has no frames")
+    starts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
+    ends = np.r_[starts[1:], len(ep)]
+    lengths = ends - starts
+    ep_start = np.repeat(starts, lengths)
+    ep_end = np.repeat(ends, lengths)
+    shape = tuple(feats[image_key]["shape"])
+    if shape[-1] != 3 and shape[0] == 3:
+        shape = (shape[1], shape[2], shape[0])
+    return DemoData(ds, image_key, states, actions, ep, ep_start, ep_end, shape, int(ds.fps))
+
+
+class DemoBatcher:
+    """Gathers training batches: history of frames (features or images), state, action chunk."""
+
+    def __init__(self, demo: DemoData, frames: np.ndarray, *, history: int, chunk: int, cached: bool) -> None:
+        if len(frames) != len(demo):
+            raise ValueError(f"{len(frames)} frames for {len(demo)} dataset rows")
+        self.demo, self.frames = demo, frames
+        self.history, self.chunk, self.cached = history, chunk, cached
+
+    def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        d = self.demo
+        rows = np.asarray(rows, dtype=np.int64)
+        back = np.arange(self.history - 1, -1, -1)  # (T,) e.g. [2, 1, 0]
+        hist = np.maximum(rows[:, None] - back[None], d.ep_start[rows][:, None])  # (B, T)
+        ahead = rows[:, None] + np.arange(self.chunk)[None]  # (B, C)
+        pad = ahead >= d.ep_end[rows][:, None]
+        ahead = np.minimum(ahead, d.ep_end[rows][:, None] - 1)
+        flat = hist.reshape(-1)
+        order = np.argsort(flat, kind="stable")  # sorted reads are kinder to a memmap
+        gathered = np.empty((len(flat), *self.frames.shape[1:]), dtype=self.frames.dtype)
+        gathered[order] = self.frames[flat[order]]
+        frames = torch.from_numpy(gathered.reshape(*hist.shape, *self.frames.shape[1:]))  # (B, T, *F)
+        return {OBS_FEATURES if self.cached else OBS_IMAGE: frames,
+                OBS_STATE: torch.from_numpy(d.states[rows]),
+                ACTION: torch.from_numpy(d.actions[ahead]),  # (B, C, A)
+                ACTION_PAD: torch.from_numpy(pad)}
+
+    def iterate(self, rows: np.ndarray, batch_size: int, rng: np.random.Generator | None = None):
+        """Batches over `rows` (shuffled when `rng` is given); the last one may be smaller."""
+        rows = rng.permutation(rows) if rng is not None else np.asarray(rows)
+        for i in range(0, len(rows), batch_size):
+            yield self.batch(rows[i:i + batch_size])
