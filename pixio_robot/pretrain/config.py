@@ -1,0 +1,208 @@
+"""Typed configuration of `python -m pixio_robot.pretrain` (dataclass schemas in the ConfigStore).
+
+The YAML groups under `pixio_robot/configs/pretrain/` fill these schemas; an unknown key anywhere
+is an error (OmegaConf struct mode), and `__post_init__` checks values with messages that say
+what to change. Below `main()` only these dataclasses travel, never a DictConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SOURCE_TYPES = ("folder", "webdataset", "lerobot", "sim")
+
+
+@dataclass
+class ModelConfig:
+    """Which registered MAE to pretrain (`pixio_robot.models.create_model`) and its overrides."""
+
+    name: str = "pixio_mae_tiny"
+    img_size: int = 128
+    mask_block: int | None = None  # None: the registry's default for the size
+    mask_ratio: float = 0.75
+    num_cls_tokens: int | None = None
+    drop_path_rate: float = 0.0
+    decoder_embed_dim: int | None = None
+    decoder_depth: int | None = None
+    decoder_num_heads: int | None = None
+    norm_pix_loss: bool = True
+
+    def create_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = dict(img_size=self.img_size, mask_ratio=self.mask_ratio,
+                                  drop_path_rate=self.drop_path_rate, norm_pix_loss=self.norm_pix_loss)
+        for k in ("mask_block", "num_cls_tokens", "decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
+            if getattr(self, k) is not None:
+                kw[k] = getattr(self, k)
+        return kw
+
+
+@dataclass
+class SourceConfig:
+    """One image source. `type` is folder | webdataset | lerobot | sim; `weight` its share of the mix."""
+
+    type: str = "sim"
+    weight: float = 1.0
+    # folder: root directory; webdataset: local glob or brace pattern / URL; lerobot: local root
+    path: str = ""
+    # lerobot: hub id (downloads only when given and `path` does not exist), camera keys (empty: all)
+    repo_id: str | None = None
+    camera_keys: list[str] = field(default_factory=list)
+    video_backend: str = "pyav"
+    # sim: simulator scenes rendered once into ~/.cache/pixio_robot/sim_frames/<key>
+    envs: list[str] = field(default_factory=lambda: [
+        "gym/Pusher-v5", "gym/Reacher-v5", "metaworld/reach-v3", "metaworld/drawer-open-v3",
+        "metaworld/button-press-topdown-v3", "metaworld/door-open-v3", "metaworld/pick-place-v3"])
+    frames: int = 3000
+    render_size: int = 144
+    frame_every: int = 3
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in SOURCE_TYPES:
+            raise ValueError(f"data source type {self.type!r} is unknown; use one of {SOURCE_TYPES}")
+        if self.weight <= 0:
+            raise ValueError(f"data source weight must be > 0, got {self.weight}")
+        if self.type in ("folder", "webdataset") and not self.path:
+            raise ValueError(f"a {self.type} source needs `path` (e.g. data.sources.<name>.path=/data/images)")
+        if self.type == "lerobot" and not (self.path or self.repo_id):
+            raise ValueError("a lerobot source needs `path` (a local dataset root) or `repo_id` (a hub id)")
+
+
+@dataclass
+class DataConfig:
+    """Sources (mixed by weight), augmentation and loader settings."""
+
+    sources: dict[str, SourceConfig] = field(default_factory=dict)  # name -> source (filled by data=...)
+    num_workers: int = 2
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)
+    prefetch_factor: int = 4
+    mix_chunk: int = 1000
+
+    def __post_init__(self) -> None:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"data.crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
+        if self.num_workers < 0:
+            raise ValueError("data.num_workers must be >= 0")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with per-iteration linear warmup + half-cycle cosine, lr scaled by batch size."""
+
+    lr: float = 1.5e-3  # peak lr at `ref_batch_size`; scaled to the real global batch (see scaling)
+    ref_batch_size: int = 256
+    scaling: str = "linear"  # linear | sqrt | none
+    min_lr: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.05
+    warmup_steps: int = 20
+    clip_grad: float = 0.0  # 0 = no clipping (the paper's setting)
+    fused: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scaling not in ("linear", "sqrt", "none"):
+            raise ValueError(f"optim.scaling must be linear | sqrt | none, got {self.scaling!r}")
+        if self.lr <= 0 or self.min_lr < 0:
+            raise ValueError("optim.lr must be > 0 and optim.min_lr >= 0")
+        if self.warmup_steps < 0 or self.clip_grad < 0:
+            raise ValueError("optim.warmup_steps and optim.clip_grad must be >= 0")
+
+
+@dataclass
+class CurationConfig:
+    """The paper's self-curation: histogram-entropy and min-resolution filters, loss-based sampling."""
+
+    entropy_threshold: float = 0.0  # drop images with colour-histogram entropy (bits) <= this; 0 = off
+    min_resolution: int = 0  # drop images whose shorter side is below this (px); 0 = off
+    scores: str | None = None  # per-sample losses written by `python -m pixio_robot.pretrain.score`
+    tau: float = 1.0  # keep probability min(loss / tau, 1), re-drawn each pass
+    max_consecutive_drops: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.entropy_threshold < 0 or self.min_resolution < 0:
+            raise ValueError("curation.entropy_threshold and curation.min_resolution must be >= 0")
+        if self.tau <= 0:
+            raise ValueError(f"curation.tau must be > 0, got {self.tau}")
+
+
+@dataclass
+class LoggerConfig:
+    """Where scalars and images go, and how often."""
+
+    log_every: int = 10  # scalars are read from the device only every N steps
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "pixio_robot"
+    recon_every: int = 100  # reconstruction grid PNG every N steps (0 = only at the end)
+    recon_images: int = 8
+    progress: bool = True
+
+
+@dataclass
+class PretrainConfig:
+    """Root schema: groups model / data / optim / curation / logger plus run settings."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    curation: CurationConfig = field(default_factory=CurationConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    name: str = "tiny_cpu"
+    run_dir: str = "runs/pretrain/${name}"
+    seed: int = 0
+    steps: int = 300
+    batch_size: int = 32  # global batch per optimizer step (all ranks, all accumulation steps)
+    micro_batch_size: int | None = None  # per rank and forward pass; None = batch_size / world size
+    amp: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | none
+    compile: bool = False
+    parallel: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard); ignored single-process
+    device: str = "auto"
+    threads: int = 0  # torch threads per process on CPU (0 = torch's default)
+    ckpt_every: int = 100
+    keep_last: int = 2
+    resume: bool = True  # re-running the same command continues from the last checkpoint
+    max_nonfinite: int = 3  # stop after this many non-finite losses in a row
+    export_encoder: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if self.amp not in ("auto", "bf16", "fp16", "none"):
+            raise ValueError(f"amp must be auto | bf16 | fp16 | none, got {self.amp!r}")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel must be ddp | fsdp, got {self.parallel!r}")
+        if self.keep_last < 1 or self.ckpt_every < 1:
+            raise ValueError("keep_last and ckpt_every must be >= 1")
+
+
+@dataclass
+class ScoreConfig:
+    """`python -m pixio_robot.pretrain.score`: per-sample reconstruction losses of a checkpoint."""
+
+    checkpoint: str = ""  # a pretraining run dir, checkpoint dir or `save_model` directory
+    output: str = "scores.parquet"
+    data: DataConfig = field(default_factory=DataConfig)
+    img_size: int | None = None  # None: the model's
+    batch_size: int = 64
+    num_masks: int = 2  # masks averaged per image
+    seed: int = 0
+    max_samples: int = 0  # 0 = every sample of every source once
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint:
+            raise ValueError("score needs checkpoint=<run dir | checkpoint dir | model dir>")
+
+
+def register_configs() -> None:
+    """Put the schemas in hydra's ConfigStore (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="pretrain_schema", node=PretrainConfig)
+    cs.store(name="score_schema", node=ScoreConfig)
+    cs.store(group="data/source", name="schema", node=SourceConfig)

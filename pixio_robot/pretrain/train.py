@@ -1,0 +1,236 @@
+"""`run_pretrain(cfg) -> dict`: the pretraining loop (single process, DDP or FSDP2 under torchrun)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from pixio_robot.models import create_model, save_encoder
+from pixio_robot.pretrain.checkpoint import find_resumable, load_checkpoint, save_checkpoint
+from pixio_robot.pretrain.config import PretrainConfig
+from pixio_robot.pretrain.curation import STAT_KEYS, keep_rate
+from pixio_robot.pretrain.distributed import compile_blocks, wrap_model
+from pixio_robot.pretrain.engine import Engine, build_optimizer, lr_at, scaled_lr
+from pixio_robot.pretrain.sources import build_sources
+from pixio_robot.pretrain.stream import LaneTracker, PretrainStream
+from pixio_robot.pretrain.viz import ScalarLogger, reconstruction_grid, save_png
+from pixio_robot.utils import dist as udist
+from pixio_robot.utils.io import save_json
+from pixio_robot.utils.logging import get_logger
+from pixio_robot.utils.run import prepare_run_dir, to_plain
+from pixio_robot.utils.seed import rng_state, seed_everything, set_rng_state
+
+log = get_logger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def _gather(obj):
+    if not udist.is_dist():
+        return [obj]
+    out = [None] * udist.world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def _batch_math(cfg: PretrainConfig, world: int) -> tuple[int, int]:
+    micro = cfg.micro_batch_size or cfg.batch_size // world
+    if micro < 1 or cfg.batch_size % (micro * world):
+        raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of micro_batch_size {micro} x "
+                         f"world size {world}; change batch_size or micro_batch_size")
+    return micro, cfg.batch_size // (micro * world)
+
+
+def _device(cfg: PretrainConfig) -> torch.device:
+    device = udist.init_distributed()
+    if cfg.device != "auto":
+        device = torch.device(cfg.device)
+    return device
+
+
+def run_pretrain(cfg: PretrainConfig) -> dict:
+    """Pretrain a Pixio MAE as configured; resumes from `<run_dir>/checkpoints` when present.
+    Returns a summary (losses, throughput, curation counts, paths)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg)
+    rank, world, main = udist.rank(), udist.world_size(), udist.is_main()
+    run_dir = Path(cfg.run_dir)
+    if main:
+        prepare_run_dir(run_dir, cfg)
+    seed_everything(cfg.seed + rank)
+    micro, accum = _batch_math(cfg, world)
+
+    raw = create_model(cfg.model.name, **cfg.model.create_kwargs()).to(device)
+    if main:  # render / index the sources once before the other ranks open them
+        sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=cfg.logger.progress)
+    udist.barrier()
+    if not main:
+        sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=False)
+    if cfg.compile:
+        compile_blocks(raw)
+    model = wrap_model(raw, device, cfg.parallel, cfg.amp)
+    peak_lr = scaled_lr(cfg.optim, cfg.batch_size)
+    optimizer = build_optimizer(raw, cfg.optim, peak_lr)
+    engine = Engine(model, raw, optimizer, device=device, amp=cfg.amp, clip_grad=cfg.optim.clip_grad, accum=accum)
+
+    start, saved_data, loss_start = 0, None, None
+    ckpt_root = run_dir / "checkpoints"
+    for ckpt in find_resumable(ckpt_root) if cfg.resume else []:
+        try:
+            state = load_checkpoint(ckpt, raw if udist.world_size() == 1 else model, optimizer)
+        except Exception as e:  # a damaged checkpoint: fall back to the one before
+            log.warning("could not load %s (%s); trying an older checkpoint", ckpt, e)
+            continue
+        start, saved_data, loss_start = state["step"], state["data"], state.get("loss_start")
+        if state["rng"] is not None:
+            set_rng_state(state["rng"])
+        log.info("resumed from %s (step %d)", ckpt, start)
+        break
+
+    num_workers = cfg.data.num_workers
+    streaming = [i for i, s in enumerate(sources) if not s.indexed]
+    tracker = LaneTracker(world * max(num_workers, 1), len(streaming), saved_data)
+    if tracker.restarted:
+        log.warning("the saved data position is for another rank / worker layout; continuing after it")
+    stream = PretrainStream(sources, cfg.data, cfg.curation, seed=cfg.seed, img_size=cfg.model.img_size,
+                            batch_size=micro, noise_dim=raw.masking.num_blocks, rank=rank, world_size=world,
+                            lane_states=tracker.states)
+    loader = DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=device.type == "cuda",
+                        prefetch_factor=cfg.data.prefetch_factor if num_workers else None)
+    logger = ScalarLogger(run_dir, cfg.logger.tensorboard, cfg.logger.wandb, cfg.logger.wandb_project,
+                          to_plain(cfg), enabled=main)
+    n_params = sum(p.numel() for p in raw.parameters())
+    log.info("model %s (%.2fM params) | %d rank(s) x micro-batch %d x %d accumulation = batch %d | peak lr %.3g "
+             "| steps %d | device %s", cfg.model.name, n_params / 1e6, world, micro, accum, cfg.batch_size,
+             peak_lr, cfg.steps, device)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (main and cfg.logger.progress), desc="pretrain",
+               unit="step", dynamic_ncols=True)
+    zero = torch.zeros((), device=device)
+    loss_sum, n_finite, consec, max_consec, skipped = zero.clone(), zero.clone(), zero.clone(), zero.clone(), zero.clone()
+    history: list[tuple[int, float]] = []
+    loss_end, t_log, img_log, last_batch = None, time.time(), 0, None
+    it = iter(loader) if start < cfg.steps else None
+    t_train, imgs_train = time.time(), 0
+    for step in range(start, cfg.steps):
+        micro_batches = [next(it) for _ in range(accum)]
+        for b in micro_batches:
+            tracker.update(b)
+        last_batch = micro_batches[-1]
+        log_now = (step + 1) % cfg.logger.log_every == 0 or step == start or step + 1 == cfg.steps
+        lr = lr_at(step, cfg.steps, peak_lr, cfg.optim.warmup_steps, cfg.optim.min_lr)
+        out = engine.step(micro_batches, lr, want_norm=log_now)
+        loss_sum += torch.where(out.finite, out.loss, zero)
+        n_finite += out.finite.float()
+        consec = (consec + 1) * (~out.finite).float()
+        max_consec = torch.maximum(max_consec, consec)
+        skipped += (~out.finite).float()
+        img_log += cfg.batch_size
+        imgs_train += cfg.batch_size
+        bar.update()
+        if log_now:  # the only place the host reads device scalars
+            vals = torch.stack([loss_sum, n_finite, max_consec, skipped]).tolist()
+            if vals[3] > 0:
+                log.warning("skipped %d step(s) with a non-finite loss up to step %d", int(vals[3]), step + 1)
+            if vals[2] >= cfg.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"{int(vals[2])} non-finite losses in a row at step {step + 1}: training diverged. Lower "
+                    f"optim.lr (now {cfg.optim.lr}), set optim.clip_grad (e.g. 1.0), or use amp=none; "
+                    f"last checkpoint: {ckpt_root}")
+            if vals[1] > 0:
+                loss = vals[0] / vals[1]
+                loss_end = loss
+                if loss_start is None:
+                    loss_start = loss
+                    log.info("loss at start (step %d): %.4f", step + 1, loss)
+                history.append((step + 1, loss))
+            dt = max(time.time() - t_log, 1e-9)
+            scalars = {"train/loss": loss_end if loss_end is not None else float("nan"), "train/lr": lr,
+                       "train/images_per_s": img_log / dt, "data/keep_rate": keep_rate(tracker.totals)}
+            if out.grad_norm is not None:
+                scalars["train/grad_norm"] = float(out.grad_norm)
+            logger.scalars(step + 1, scalars)
+            bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", lr=f"{lr:.2e}", ips=f"{img_log / dt:.0f}")
+            loss_sum.zero_(), n_finite.zero_(), max_consec.zero_(), skipped.zero_()
+            t_log, img_log = time.time(), 0
+        if cfg.logger.recon_every and (step + 1) % cfg.logger.recon_every == 0:
+            _recon(raw, engine, last_batch, cfg, run_dir, logger, step + 1)
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            _checkpoint(ckpt_root, step + 1, model, raw, optimizer, tracker, cfg, loss_start)
+    bar.close()
+    train_seconds = time.time() - t_train
+
+    totals = _reduce_stats(tracker.totals, device)
+    encoder_dir = _export(raw, model, cfg, run_dir) if cfg.export_encoder else None
+    if last_batch is not None:
+        _recon(raw, engine, last_batch, cfg, run_dir, logger, cfg.steps)
+    summary = {"loss_start": loss_start, "loss_end": loss_end, "steps": cfg.steps, "resumed_from": start,
+               "images_per_s": imgs_train / max(train_seconds, 1e-9) if imgs_train else None,
+               "curation": totals, "keep_rate": keep_rate(totals), "run_dir": str(run_dir),
+               "encoder_dir": str(encoder_dir) if encoder_dir else None, "loss_history": history,
+               "world_size": world}
+    if main:
+        log.info("curation: %s (keep rate %.3f)", ", ".join(f"{k}={v}" for k, v in totals.items()), keep_rate(totals))
+        if loss_start is not None and loss_end is not None:
+            log.info("loss: start %.4f -> end %.4f", loss_start, loss_end)
+        elif start >= cfg.steps:
+            log.info("nothing to do: %s already finished %d steps (delete it or set run_dir=... to start "
+                     "again, or raise steps=...)", run_dir, start)
+        save_json(run_dir / "results.json", summary)
+    logger.close()
+    del loader, it
+    udist.cleanup(model, engine, optimizer)
+    return summary
+
+
+def _recon(raw, engine: Engine, batch: dict, cfg: PretrainConfig, run_dir: Path, logger, step: int) -> None:
+    n = min(cfg.logger.recon_images, batch["images"].shape[0])
+    imgs, ids_keep = engine.prepare({"images": batch["images"][:n], "noise": batch["noise"][:n]})
+    grid = reconstruction_grid(raw, imgs.float(), ids_keep)  # collective under FSDP2: every rank runs it
+    if not udist.is_main():
+        return
+    save_png(run_dir / "recon" / f"step_{step:08d}.png", grid)
+    logger.image(step, "recon", grid)
+
+
+def _checkpoint(ckpt_root: Path, step: int, model, raw, optimizer, tracker: LaneTracker, cfg: PretrainConfig,
+                loss_start: float | None) -> None:
+    lanes: dict[str, list[int]] = {}
+    for part in _gather(tracker.state_dict()["states"]):
+        lanes.update(part)
+    data = {"num_lanes": tracker.num_lanes, "states": lanes}
+    rngs = _gather(rng_state())
+    target = raw if udist.world_size() == 1 else model
+    save_checkpoint(ckpt_root, step, target, optimizer, rngs,
+                    {"data": data, "loss_start": loss_start, "model_name": cfg.model.name,
+                     "model_config": dataclasses.asdict(raw.config)}, cfg.keep_last)
+
+
+def _reduce_stats(totals: dict, device: torch.device) -> dict:
+    t = torch.tensor([totals[k] for k in STAT_KEYS], dtype=torch.float64)
+    if udist.is_dist():
+        t = t.to(device)
+        torch.distributed.all_reduce(t)
+    return {k: int(v) for k, v in zip(STAT_KEYS, t.tolist())}
+
+
+def _export(raw, model, cfg: PretrainConfig, run_dir: Path) -> Path | None:
+    """Write `<run_dir>/encoder/` (save_encoder format) from the full weights (gathered under FSDP2)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    target = raw if udist.world_size() == 1 else model
+    sd = get_model_state_dict(target, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not udist.is_main():
+        return None
+    fresh = create_model(cfg.model.name, **cfg.model.create_kwargs())
+    fresh.load_state_dict(sd)
+    return save_encoder(fresh.encoder, run_dir / "encoder")
