@@ -16,7 +16,8 @@ from pixio_robot.envs.rendering import apply_quality, setup_gl  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-FAST = ["metaworld/drawer-open-v3", "gym/Pusher-v5", "gym/Reacher-v5"]
+FAST = ["metaworld/drawer-open-v3", "gym/Pusher-v5", "gym/Reacher-v5", "dmc/walker-walk", "lerobot/pusht",
+        "lerobot/aloha-transfer-cube"]
 
 
 @pytest.fixture
@@ -80,7 +81,8 @@ def test_metaworld_initial_positions_depend_on_seed(closing):
     assert len(goals) == 5  # object/goal placement follows the seed (CortexBench set-up)
 
 
-@pytest.mark.parametrize("name", ["metaworld/drawer-open-v3", "gym/Pusher-v5"])
+@pytest.mark.parametrize("name", ["metaworld/drawer-open-v3", "gym/Pusher-v5", "dmc/cheetah-run",
+                                  "lerobot/aloha-insertion"])
 def test_frames_not_blank_and_change(name, closing):
     env = make_env(name, image_size=48, seed=0)
     closing(env)
@@ -170,3 +172,26 @@ def test_vec_env_sync_seeds_each_copy(closing):
     assert not np.array_equal(obs["state"][0], obs["state"][1])
     obs2, *_ = venv.step(np.zeros((2, 2), np.float32))
     assert info["is_success"].shape == (2,)
+
+
+def test_vec_env_async_matches_sync(closing):
+    kw = dict(seed=3, image_size=16, pixels=True)
+    sync = make_vec_env("dmc/reacher-easy", 2, **kw)
+    asyn = make_vec_env("dmc/reacher-easy", 2, vectorization="async", **kw)
+    closing(sync)
+    closing(asyn)
+    a, _ = sync.reset(seed=3)
+    b, _ = asyn.reset(seed=3)
+    np.testing.assert_array_equal(a["state"], b["state"])
+    act = np.full((2, 2), 0.5, np.float32)
+    np.testing.assert_array_equal(sync.step(act)[0]["pixels"], asyn.step(act)[0]["pixels"])
+
+
+def test_dmc_suite_tasks_and_limits(closing):
+    for task in ("walker-stand", "walker-walk", "reacher-easy", "cheetah-run", "finger-spin"):
+        assert f"dmc/{task}" in list_envs("dmc/*")
+    env = make_env("dmc/finger-spin", pixels=False, action_repeat=4)
+    closing(env)
+    assert env._max_episode_steps == 250  # 1000 env steps / action_repeat 4
+    with pytest.raises(ValueError, match="no camera"):
+        make_env("dmc/walker-walk", camera=9)
