@@ -1,0 +1,296 @@
+"""Imitation learning on a Pixio backbone: `python -m pixio_robot.train` (hydra).
+
+    python -m pixio_robot.train dataset.root=data/metaworld-drawer-open eval.env_name=metaworld/drawer-open-v3
+    python -m pixio_robot.train policy=act dataset.repo_id=lerobot/pusht eval.env_name=lerobot/pusht
+    python -m pixio_robot.train encoder.source=checkpoint encoder.path=runs/pretrain/x/encoder ...
+
+Frozen encoders train from the feature cache (every frame encoded once, memory-mapped);
+fine-tuned ones from a decoded-frame memmap. Periodic rollouts go through
+`pixio_robot.evaluation.evaluate_policy`; the best and the final success are both recorded.
+The run directory gets config.yaml, git.txt, TensorBoard events, `policy/` (final),
+`policy_best/` (best rollout success) and results.json. `run_train(cfg)` is the hydra-free API.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import MISSING
+
+from pixio_robot.policies.encoder_adapter import AdapterConfig
+from pixio_robot.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class DatasetConfig:
+    root: str | None = None  # LeRobotDataset folder on disk
+    repo_id: str | None = None  # hub id (downloads; only when named)
+    image_key: str | None = None  # camera key (default: observation.image or the first camera)
+    val_fraction: float = 0.1  # share of episodes held out for the validation loss
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3  # CortexBench: Adam, lr 1e-3, batch 256, 100 epochs
+    batch_size: int = 256
+    epochs: int = 100
+    weight_decay: float = 0.0
+    encoder_lr: float | None = None  # lr of trainable encoder weights (default lr / 10)
+    grad_clip: float | None = None
+
+
+@dataclass
+class EvalConfig:
+    env_name: str | None = None  # make_env name; null: no rollouts
+    every_epochs: int = 5  # rollouts every N epochs (and after the last); 0: only after the last
+    n_episodes: int = 25
+    n_envs: int = 5
+    seed: int = 100
+    image_size: int | None = None  # env render size (default: the dataset's frame size)
+    camera: str | None = None
+    max_episode_steps: int | None = None
+    n_videos: int = 0
+    vector_mode: str = "serial"  # serial | subproc
+    env_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    encoder: AdapterConfig = field(default_factory=AdapterConfig)
+    policy: Any = MISSING  # MLPConfig | ACTConfig (group `policy`)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cache_dir: str = "~/.cache/pixio_robot/features"
+    use_cache: bool = True  # frozen encoder: train from cached features
+    encode_batch_size: int = 64
+    device: str = "auto"  # auto | cpu | cuda[:i]
+    seed: int = 0
+    num_threads: int | None = None
+    run_dir: str | None = None  # default: hydra's run dir, or runs/train/<timestamp>
+    tensorboard: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optim.batch_size < 2:
+            raise ValueError(f"optim.batch_size must be >= 2, got {self.optim.batch_size}")
+        if self.optim.epochs < 1:
+            raise ValueError(f"optim.epochs must be >= 1, got {self.optim.epochs}")
+        if not 0.0 <= self.dataset.val_fraction < 1.0:
+            raise ValueError(f"dataset.val_fraction must be in [0, 1), got {self.dataset.val_fraction}")
+
+
+def register_configs() -> None:
+    """Schemas in hydra's ConfigStore: `train_schema`, `policy/{mlp,act}_schema`."""
+    from hydra.core.config_store import ConfigStore
+
+    from pixio_robot.policies import ACTConfig, MLPConfig
+
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="policy", name="mlp_schema", node=MLPConfig)
+    cs.store(group="policy", name="act_schema", node=ACTConfig)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name} but CUDA is not available; use device=cpu")
+    return torch.device(name)
+
+
+def _optimizer(policy, cfg: OptimConfig) -> torch.optim.Optimizer:
+    enc = [p for p in policy.adapter.backbone.parameters() if p.requires_grad]
+    enc_ids = {id(p) for p in enc}
+    head = [p for p in policy.parameters() if p.requires_grad and id(p) not in enc_ids]
+    groups = [{"params": head, "lr": cfg.lr}]
+    if enc:
+        groups.append({"params": enc, "lr": cfg.encoder_lr if cfg.encoder_lr is not None else cfg.lr / 10})
+    if cfg.weight_decay > 0:
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(groups, lr=cfg.lr)  # CortexBench: plain Adam
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def _val_loss(policy, batcher, rows: np.ndarray, batch_size: int, device) -> float | None:
+    if len(rows) == 0:
+        return None
+    policy.eval()
+    total, n = 0.0, 0
+    for batch in batcher.iterate(rows, batch_size):
+        loss, _ = policy(_to_device(batch, device))
+        total += float(loss) * len(batch["action"])
+        n += len(batch["action"])
+    policy.train()
+    return total / max(n, 1)
+
+
+def _rollouts(policy, cfg: TrainConfig, spec) -> dict | None:
+    e = cfg.eval
+    if not e.env_name:
+        return None
+    from pixio_robot.evaluation import evaluate_policy
+
+    res = evaluate_policy(policy, e.env_name, n_episodes=e.n_episodes, n_envs=e.n_envs, seed=e.seed,
+                          image_size=e.image_size or spec.image_size or 128, camera=e.camera,
+                          max_episode_steps=e.max_episode_steps, progress=cfg.progress,
+                          vector_mode=e.vector_mode, env_options=dict(e.env_options))
+    policy.train()
+    return res.summary()
+
+
+def run_train(cfg: TrainConfig) -> dict:
+    """Train an imitation policy; returns best/final success, losses and the saved policy dirs."""
+    from pixio_robot.data.feature_cache import FeatureCache, LeRobotFrames
+    from pixio_robot.policies import PolicySpec, make_policy, save_policy
+    from pixio_robot.policies.demos import DemoBatcher, load_demos
+    from pixio_robot.utils.io import save_json
+    from pixio_robot.utils.run import prepare_run_dir
+    from pixio_robot.utils.seed import seed_everything
+
+    if cfg.policy is MISSING or cfg.policy is None or isinstance(cfg.policy, str):
+        raise ValueError("cfg.policy must be a policy config (MLPConfig or ACTConfig); with hydra pick policy=mlp|act")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    t_start = time.perf_counter()
+    seed_everything(cfg.seed)
+    run_dir = Path(cfg.run_dir or Path("runs/train") / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    prepare_run_dir(run_dir, cfg)
+    device = resolve_device(cfg.device)
+
+    demo = load_demos(cfg.dataset.root, cfg.dataset.repo_id, cfg.dataset.image_key)
+    spec = PolicySpec(state_dim=demo.states.shape[1], action_dim=demo.actions.shape[1], stats=demo.stats(),
+                      env_name=cfg.eval.env_name, image_size=int(demo.image_shape[0]), camera=cfg.eval.camera,
+                      image_key=demo.image_key, fps=demo.fps)
+    policy = make_policy(cfg.policy.type, cfg.policy, cfg.encoder, spec).to(device)
+    source = LeRobotFrames(demo.dataset, demo.image_key)
+    cache = FeatureCache(cfg.cache_dir)
+    cached = policy.adapter.frozen and cfg.use_cache
+    cache_hit = None
+    if cached:
+        frames, cache_hit = cache.get(policy.adapter, source, batch_size=cfg.encode_batch_size,
+                                      progress=cfg.progress)
+    else:
+        frames = cache.frames(source, progress=cfg.progress)
+    batcher = DemoBatcher(demo, frames, history=policy.n_obs_steps,
+                          chunk=getattr(cfg.policy, "chunk_size", 1), cached=cached)
+    train_rows, val_rows = demo.split(cfg.dataset.val_fraction, cfg.seed)
+    opt = _optimizer(policy, cfg.optim)
+    n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    log.info("train: %d frames (%d episodes), %d train / %d val rows, %s policy, %d trainable params, "
+             "features %s", len(demo), len(demo.episodes), len(train_rows), len(val_rows), policy.policy_type,
+             n_params, "cached" if cached else "re-encoded")
+    writer = None
+    if cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
+
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(cfg.seed)
+    step, history = 0, []
+    best: dict[str, Any] = {"success": None, "epoch": None}
+    final_eval = None
+    train_loss = float("nan")
+    policy.train()
+    bar = tqdm(range(cfg.optim.epochs), desc="train", unit="epoch", disable=not cfg.progress)
+    for epoch in bar:
+        t_epoch, total, count = time.perf_counter(), 0.0, 0
+        for batch in batcher.iterate(train_rows, cfg.optim.batch_size, rng):
+            if len(batch["action"]) < 2:  # BatchNorm needs 2 rows; a 1-row tail is skipped
+                continue
+            loss, _ = policy(_to_device(batch, device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch} step {step}: lower "
+                                         "optim.lr, or check the dataset for NaN/inf actions or states")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip)
+            opt.step()
+            total += float(loss.detach()) * len(batch["action"])
+            count += len(batch["action"])
+            step += 1
+        train_loss = total / max(count, 1)
+        val_loss = _val_loss(policy, batcher, val_rows, cfg.optim.batch_size, device)
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+               "epoch_s": time.perf_counter() - t_epoch}
+        last = epoch + 1 == cfg.optim.epochs
+        every = cfg.eval.every_epochs
+        if last or (every > 0 and (epoch + 1) % every == 0):
+            ev = _rollouts(policy, cfg, spec)
+            if ev is not None:
+                row["success"] = ev["success_rate"]
+                row["mean_return"] = ev["mean_return"]
+                if best["success"] is None or ev["success_rate"] > best["success"]:
+                    best = {"success": ev["success_rate"], "epoch": epoch + 1, "eval": ev}
+                    save_policy(policy, run_dir / "policy_best", extra={"epoch": epoch + 1, "eval": ev})
+                if last:
+                    final_eval = ev
+        history.append(row)
+        if writer is not None:
+            for k, v in row.items():
+                if k != "epoch" and v is not None:
+                    writer.add_scalar(f"train/{k}" if "loss" in k or k == "epoch_s" else f"eval/{k}", v, epoch + 1)
+        bar.set_postfix(loss=f"{train_loss:.4f}", **({"succ": f"{row['success']:.2f}"} if "success" in row else {}))
+    bar.close()
+    if writer is not None:
+        writer.close()
+    policy_dir = save_policy(policy, run_dir / "policy", extra={"epoch": cfg.optim.epochs, "eval": final_eval})
+    results = {
+        "run_dir": str(run_dir), "policy_dir": str(policy_dir),
+        "best_policy_dir": str(run_dir / "policy_best") if best["success"] is not None else None,
+        "best_success": best["success"], "best_epoch": best["epoch"],
+        "final_success": final_eval["success_rate"] if final_eval else None,
+        "final_success_ci": final_eval["success_ci"] if final_eval else None,
+        "final_train_loss": train_loss, "final_val_loss": history[-1]["val_loss"],
+        "cache": "hit" if cache_hit else ("miss" if cached else "off"), "features_cached": cached,
+        "n_frames": len(demo), "n_episodes": int(len(demo.episodes)), "n_train": int(len(train_rows)),
+        "n_val": int(len(val_rows)), "steps": step, "trainable_params": n_params,
+        "encoder_digest": policy.adapter.encoder_digest(), "wall_s": time.perf_counter() - t_start,
+        "history": history,
+    }
+    if not math.isfinite(train_loss):
+        log.warning("training ended with a non-finite mean loss")
+    save_json(run_dir / "results.json", results)
+    log.info("train: done in %.1fs; final loss %.5f, best success %s, final success %s -> %s",
+             results["wall_s"], train_loss, results["best_success"], results["final_success"], policy_dir)
+    return results
+
+
+def main() -> None:
+    """Console entry (`pixio-train`)."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    register_configs()
+
+    @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.train", config_name="config")
+    def _main(dcfg) -> None:
+        cfg = OmegaConf.to_object(dcfg)
+        if cfg.run_dir is None:
+            cfg.run_dir = HydraConfig.get().runtime.output_dir
+        res = run_train(cfg)
+        keys = ("best_success", "final_success", "final_train_loss", "final_val_loss", "cache", "policy_dir")
+        print({k: res[k] for k in keys})
+
+    _main()
+
+
+if __name__ == "__main__":
+    main()
