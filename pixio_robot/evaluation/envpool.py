@@ -130,8 +130,9 @@ def _worker(conn, env_fn) -> None:
 class EnvPool:
     """K envs from `env_fn()`; `mode` is "serial" (in-process) or "subproc" (one process each).
 
-    `start_method` applies to subproc: "fork" needs nothing picklable (tests may pass lambdas);
-    "spawn"/"forkserver" need a picklable `env_fn` such as :class:`EnvFactory`.
+    `start_method` applies to subproc. Default: "forkserver" for an :class:`EnvFactory` (workers do
+    not inherit this process's GL contexts or torch threads), "fork" for any other callable (it
+    need not be picklable, e.g. a lambda in a test).
     """
 
     def __init__(self, env_fn: Callable[[], Any], n: int, mode: str = "serial",
@@ -147,7 +148,11 @@ class EnvPool:
         if mode == "serial":
             self._slots = [_EnvSlot(env_fn) for _ in range(n)]
         else:
-            ctx = mp.get_context(start_method or "fork")
+            default = "forkserver" if isinstance(env_fn, EnvFactory) else "fork"
+            ctx = mp.get_context(start_method or default)
+            if ctx.get_start_method() == "forkserver":
+                # import the env stack once in the fork server, not once per worker
+                ctx.set_forkserver_preload(["pixio_robot.evaluation.envpool", "pixio_robot.envs"])
             for _ in range(n):
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker, args=(child, env_fn), daemon=True)
@@ -155,17 +160,17 @@ class EnvPool:
                 child.close()
                 self._conns.append(parent)
                 self._procs.append(proc)
-        self.observation_space = self.action_space = self.max_episode_steps = None
-        status, payload = self._call(0, "spaces", None)
-        if status == "ok":
-            self.observation_space, self.action_space, self.max_episode_steps = payload
-        else:
+        # build every env now (in parallel for subproc), so start-up cost is paid up front
+        built = self._broadcast("spaces", dict.fromkeys(range(n)))
+        bad = [payload for status, payload in built.values() if status != "ok"]
+        if bad:
             self.close()
-            raise RuntimeError(f"could not build the environment: {payload}")
+            raise RuntimeError(f"could not build the environment: {bad[0]}")
+        self.observation_space, self.action_space, self.max_episode_steps = built[0][1]
 
     def _call(self, i: int, cmd: str, arg: Any) -> Outcome:
         if self.mode == "serial":
-            return getattr(self._slots[i], cmd)(arg) if cmd != "spaces" else self._slots[i].spaces()
+            return self._slots[i].spaces() if cmd == "spaces" else getattr(self._slots[i], cmd)(arg)
         try:
             self._conns[i].send((cmd, arg))
             return self._conns[i].recv()

@@ -52,7 +52,9 @@ class EvalResult:
     errors: list[str]
     steps: int
     wall_s: float
-    steps_per_s: float
+    steps_per_s: float  # over the whole evaluation, env start-up included
+    startup_s: float = 0.0  # building the envs / worker processes
+    rollout_steps_per_s: float = 0.0  # steady state: steps / (wall_s - startup_s)
     episodes: list[EpisodeRecord] = field(default_factory=list)
 
     def summary(self) -> dict:
@@ -65,7 +67,8 @@ class EvalResult:
         return out
 
 
-def summarise(env_name: str, records: list[EpisodeRecord], wall_s: float = 0.0, steps: int = 0) -> EvalResult:
+def summarise(env_name: str, records: list[EpisodeRecord], wall_s: float = 0.0, steps: int = 0,
+              startup_s: float = 0.0) -> EvalResult:
     """Aggregate episode records into an :class:`EvalResult` (Wilson / t 95% intervals)."""
     records = sorted(records, key=lambda r: r.episode)
     n = len(records)
@@ -79,7 +82,8 @@ def summarise(env_name: str, records: list[EpisodeRecord], wall_s: float = 0.0, 
         success_ci=wilson_interval(succ, n), mean_return=float(np.mean(returns)) if n else float("nan"),
         return_ci=(lo, hi), mean_length=float(np.mean(lengths)) if n else float("nan"), lengths=lengths,
         n_errors=len(errors), errors=errors, steps=int(steps), wall_s=float(wall_s),
-        steps_per_s=float(steps / wall_s) if wall_s > 0 else 0.0, episodes=records)
+        steps_per_s=float(steps / wall_s) if wall_s > 0 else 0.0, startup_s=float(startup_s),
+        rollout_steps_per_s=float(steps / (wall_s - startup_s)) if wall_s > startup_s else 0.0, episodes=records)
 
 
 def write_results(result: EvalResult, out_dir: str | Path, extra: dict | None = None) -> dict[str, Path]:

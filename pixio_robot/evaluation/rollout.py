@@ -109,6 +109,7 @@ def evaluate_policy(policy: Any, env_name: str, *, n_episodes: int, n_envs: int 
 
         bar = tqdm(total=n_episodes, desc=f"eval {env_name}", unit="ep", leave=False)
     pool = EnvPool(env_fn, n_envs, mode=vector_mode, start_method=start_method)
+    startup_s = time.perf_counter() - t_start
     try:
         limit = max_episode_steps or pool.max_episode_steps or DEFAULT_MAX_STEPS
         low = high = None
@@ -140,7 +141,8 @@ def evaluate_policy(policy: Any, env_name: str, *, n_episodes: int, n_envs: int 
         pool.close()
         if bar is not None:
             bar.close()
-    return summarise(env_name, records, wall_s=time.perf_counter() - t_start, steps=total_steps)
+    return summarise(env_name, records, wall_s=time.perf_counter() - t_start, steps=total_steps,
+                     startup_s=startup_s)
 
 
 def _run_round(policy, pool: EnvPool, episodes: list[_Episode], limit: int, stop_on_success: bool,
