@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from omegaconf import MISSING
+
 SOURCE_TYPES = ("folder", "webdataset", "lerobot", "sim")
 
 
@@ -183,7 +185,7 @@ class PretrainConfig:
 class ScoreConfig:
     """`python -m pixio_robot.pretrain.score`: per-sample reconstruction losses of a checkpoint."""
 
-    checkpoint: str = ""  # a pretraining run dir, checkpoint dir or `save_model` directory
+    checkpoint: str = MISSING  # a pretraining run dir, checkpoint dir or `save_model` directory
     output: str = "scores.parquet"
     data: DataConfig = field(default_factory=DataConfig)
     img_size: int | None = None  # None: the model's
@@ -194,8 +196,8 @@ class ScoreConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if not self.checkpoint:
-            raise ValueError("score needs checkpoint=<run dir | checkpoint dir | model dir>")
+        if self.num_masks < 1 or self.batch_size < 1:
+            raise ValueError("score: num_masks and batch_size must be >= 1")
 
 
 def register_configs() -> None:

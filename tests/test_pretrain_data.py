@@ -1,0 +1,194 @@
+"""Pretraining data: sources, bad input, curation, stream determinism across lanes and resumes."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixio_robot.pretrain.config import CurationConfig, DataConfig, SourceConfig
+from pixio_robot.pretrain.curation import histogram_entropy, uniform_hash, write_scores
+from pixio_robot.pretrain.sources import SourceError, build_sources
+from pixio_robot.pretrain.stream import PretrainStream, crop_params, mix_quotas
+
+
+def _noise_img(rng, h=48, w=40) -> Image.Image:
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def make_folder(root: Path, n: int = 12, corrupt: int = 2, flat: int = 0, small: int = 0) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "sub").mkdir(parents=True)
+    for i in range(n):
+        _noise_img(rng).save(root / ("sub" if i % 2 else ".") / f"img{i}.{['png', 'jpg', 'webp'][i % 3]}")
+    for i in range(flat):
+        Image.new("RGB", (48, 48), (200, 30, 30)).save(root / f"flat{i}.png")
+    for i in range(small):
+        _noise_img(rng, 12, 12).save(root / f"small{i}.png")
+    good = (root / "img0.png").read_bytes()
+    for i in range(corrupt):  # a truncated png and a text file named .jpg
+        (root / f"bad{i}.{'png' if i % 2 == 0 else 'jpg'}").write_bytes(good[: len(good) // 3] if i % 2 == 0
+                                                                           else b"not an image")
+    (root / "notes.txt").write_text("ignored")
+    return root
+
+
+def make_shards(root: Path, n_shards: int = 3, per: int = 5, truncate_last: bool = False) -> str:
+    rng = np.random.default_rng(1)
+    root.mkdir(parents=True, exist_ok=True)
+    for s in range(n_shards):
+        path = root / f"shard-{s:03d}.tar"
+        with tarfile.open(path, "w") as tar:
+            for k in range(per):
+                buf = io.BytesIO()
+                _noise_img(rng).save(buf, format="JPEG")
+                for name, data in ((f"s{s}_{k}.jpg", buf.getvalue()), (f"s{s}_{k}.cls", b"3")):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        if truncate_last and s == n_shards - 1:
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+    return str(root / f"shard-{{000..{n_shards - 1:03d}}}.tar")
+
+
+def stream_of(sources_cfg: dict, *, batch=4, world=1, rank=0, curation=None, lane_states=None, seed=0,
+              with_ids=True) -> PretrainStream:
+    data = DataConfig(sources=sources_cfg, num_workers=0, mix_chunk=16)
+    return PretrainStream(build_sources(sources_cfg, progress=False), data, curation or CurationConfig(), seed=seed,
+                          img_size=32, batch_size=batch, noise_dim=4, rank=rank, world_size=world,
+                          lane_states=lane_states, with_ids=with_ids)
+
+
+def take(stream, n):
+    it = iter(stream)
+    return [next(it) for _ in range(n)]
+
+
+def test_folder_source_skips_and_counts_corrupt(tmp_path):
+    root = make_folder(tmp_path / "imgs", n=12, corrupt=2)
+    src = build_sources({"f": SourceConfig(type="folder", path=str(root))})[0]
+    assert len(src) == 14 and any(f.startswith("sub/") for f in src.files)
+    batches = take(stream_of({"f": SourceConfig(type="folder", path=str(root))}), 8)
+    stats = np.sum([b["stats"].numpy() for b in batches], axis=0)
+    seen, kept, corrupt = stats[:3]
+    assert kept == 32 and corrupt > 0 and seen == kept + corrupt
+    b = batches[0]
+    assert b["images"].shape == (4, 3, 32, 32) and b["images"].dtype.is_floating_point is False
+    assert not any("bad" in i for bt in batches for i in bt["ids"])
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty"])
+def test_missing_or_empty_folder_names_the_path(tmp_path, kind):
+    path = tmp_path / "nowhere"
+    if kind == "empty":
+        path.mkdir()
+        (path / "a.txt").write_text("x")
+    with pytest.raises(SourceError, match=str(path)):
+        build_sources({"f": SourceConfig(type="folder", path=str(path))})
+
+
+def test_webdataset_split_across_lanes_and_truncated_shard(tmp_path):
+    pattern = make_shards(tmp_path / "shards", n_shards=4, per=5, truncate_last=True)
+    cfg = {"w": SourceConfig(type="webdataset", path=pattern)}
+    src = build_sources(cfg)[0]
+    assert len(src.shards) == 4
+    stats: dict = {}
+    lanes = [list(src.iter_raw(lane, 2, 0, 0, stats)) for lane in range(2)]
+    ids = [[sid for sid, _ in lane] for lane in lanes]
+    assert not set(ids[0]) & set(ids[1])  # disjoint shards per lane
+    assert 15 <= len(ids[0]) + len(ids[1]) < 20 and stats["corrupt_shards"] == 1
+    shards = [{i.split("/")[1] for i in lane} for lane in ids]
+    assert len(shards[0]) == 2 and len(shards[1]) == 2  # whole shards
+    with pytest.raises(SourceError, match="matches no shard"):
+        build_sources({"w": SourceConfig(type="webdataset", path=str(tmp_path / "none-*.tar"))})
+
+
+def test_more_lanes_than_shards_split_samples(tmp_path):
+    pattern = make_shards(tmp_path / "shards", n_shards=1, per=6)
+    src = build_sources({"w": SourceConfig(type="webdataset", path=pattern)})[0]
+    got = [[sid for sid, _ in src.iter_raw(lane, 3, 0, 0, {})] for lane in range(3)]
+    assert [len(g) for g in got] == [2, 2, 2] and len({i for g in got for i in g}) == 6
+
+
+def test_mixed_stream_weights_and_webdataset_resume(tmp_path):
+    root = make_folder(tmp_path / "imgs", n=10, corrupt=0)
+    pattern = make_shards(tmp_path / "shards", n_shards=2, per=8)
+    cfg = {"f": SourceConfig(type="folder", path=str(root), weight=3.0),
+           "w": SourceConfig(type="webdataset", path=pattern, weight=1.0)}
+    batches = take(stream_of(cfg, batch=8), 8)
+    ids = [i for b in batches for i in b["ids"]]
+    share = sum(i.startswith("w/") for i in ids) / len(ids)
+    assert 0.15 < share < 0.35  # weight 1 of 4
+    resumed = take(stream_of(cfg, batch=8, lane_states={0: batches[3]["state"].tolist()}), 4)
+    assert [b["ids"] for b in resumed] == [b["ids"] for b in batches[4:]]
+    assert all((a["images"] == b["images"]).all() for a, b in zip(resumed, batches[4:]))
+
+
+def test_stream_is_the_same_for_one_or_two_ranks(tmp_path):
+    root = make_folder(tmp_path / "imgs", n=9, corrupt=0)
+    cfg = {"f": SourceConfig(type="folder", path=str(root))}
+    one = take(stream_of(cfg, batch=8), 3)
+    two = [take(stream_of(cfg, batch=4, world=2, rank=r), 3) for r in range(2)]
+    for k in range(3):
+        union = sorted(zip(two[0][k]["ids"] + two[1][k]["ids"],
+                           [x.numpy().tobytes() for x in [*two[0][k]["images"], *two[1][k]["images"]]]))
+        single = sorted(zip(one[k]["ids"], [x.numpy().tobytes() for x in one[k]["images"]]))
+        assert union == single  # same samples, same crops
+    # every item is drawn once per pass before any repeats
+    ids = [i for b in one for i in b["ids"]][:9]
+    assert len(set(ids)) == 9
+
+
+def test_entropy_and_resolution_filters(tmp_path):
+    root = make_folder(tmp_path / "imgs", n=6, corrupt=0, flat=6, small=6)
+    assert histogram_entropy(np.full((40, 40, 3), 7, np.uint8)) == 0.0
+    rng = np.random.default_rng(0)
+    assert histogram_entropy(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)) > 7.9
+    cur = CurationConfig(entropy_threshold=4.5, min_resolution=32)
+    batches = take(stream_of({"f": SourceConfig(type="folder", path=str(root))}, curation=cur), 6)
+    stats = dict(zip(["seen", "kept", "corrupt", "low_entropy", "low_resolution"],
+                     np.sum([b["stats"].numpy() for b in batches], axis=0)[:5]))
+    assert stats["kept"] == 24 and stats["low_entropy"] > 0 and stats["low_resolution"] > 0
+    assert all("flat" not in i and "small" not in i for b in batches for i in b["ids"])
+
+
+def test_curation_dropping_everything_names_the_source(tmp_path):
+    root = tmp_path / "flat"
+    root.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (i, 0, 0)).save(root / f"{i}.png")
+    cur = CurationConfig(entropy_threshold=4.5, max_consecutive_drops=30)
+    with pytest.raises(SourceError, match=f"(?s){root}.*low_entropy=30"):
+        take(stream_of({"f": SourceConfig(type="folder", path=str(root))}, curation=cur), 1)
+
+
+def test_loss_based_sampling_keep_rate(tmp_path):
+    root = make_folder(tmp_path / "imgs", n=40, corrupt=0)
+    src = build_sources({"f": SourceConfig(type="folder", path=str(root))})[0]
+    ids = [src.sample_id(i) for i in range(len(src))]
+    losses = [0.1 if i < 20 else 5.0 for i in range(40)]  # half keep with p=0.2, half always
+    scores = write_scores(tmp_path / "s.parquet", ids, losses)
+    cur = CurationConfig(scores=str(scores), tau=0.5)
+    batches = take(stream_of({"f": SourceConfig(type="folder", path=str(root))}, curation=cur, batch=20), 20)
+    st = np.sum([b["stats"].numpy() for b in batches], axis=0)
+    rate = st[1] / st[0]
+    assert abs(rate - 0.6) < 0.06  # E[keep] = 0.5 * 0.2 + 0.5 * 1
+    low = sum(i in ids[:20] for b in batches for i in b["ids"]) / 400
+    assert 0.1 < low < 0.25  # easy samples seen rarely but not never
+    # the draw changes between passes and is fixed by (seed, pass, id)
+    assert uniform_hash(0, 0, ids[0]) == uniform_hash(0, 0, ids[0]) != uniform_hash(0, 1, ids[0])
+
+
+def test_crop_params_and_quotas():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        top, left, h, w = crop_params(rng, 60, 80, (0.2, 1.0), (3 / 4, 4 / 3))
+        assert 0 <= top and top + h <= 60 and 0 <= left and left + w <= 80
+        assert 0.19 * 4800 <= h * w <= 4800
+    assert crop_params(rng, 10, 1000, (0.99, 1.0), (3 / 4, 4 / 3)) == (0, 493, 10, 13)  # centred fallback
+    assert list(mix_quotas([3, 1], 16)) == [12, 4] and list(mix_quotas([1, 1, 1], 10)).count(3) == 2
