@@ -1,0 +1,84 @@
+"""Tiny LeRobotDatasets written with lerobot itself (shared by the policy / train / cache tests),
+and tests of the demonstration reader and batcher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+STATE_DIM, ACTION_DIM = 4, 2
+
+
+def make_dataset(root: Path, n_episodes: int = 4, length: int = 10, size: int = 32, video: bool = True,
+                 seed: int = 0, action_dim: int = ACTION_DIM, state_dim: int = STATE_DIM) -> Path:
+    """A LeRobotDataset v3 on disk whose actions are a fixed function of the state (learnable)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    feats = {
+        "observation.image": {"dtype": "video" if video else "image", "shape": (size, size, 3),
+                              "names": ["height", "width", "channels"]},
+        "observation.state": {"dtype": "float32", "shape": (state_dim,), "names": None},
+        "action": {"dtype": "float32", "shape": (action_dim,), "names": None},
+        "next.success": {"dtype": "bool", "shape": (1,), "names": None},
+    }
+    ds = LeRobotDataset.create("local/tiny", fps=10, features=feats, root=root, use_videos=video)
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((state_dim, action_dim)).astype(np.float32)
+    for e in range(n_episodes):
+        for t in range(length):
+            img = np.zeros((size, size, 3), np.uint8)
+            img[..., 0] = (30 * e + 20 * t) % 256
+            img[: size // 2, :, 1] = 255 - 12 * t
+            state = rng.standard_normal(state_dim).astype(np.float32)
+            action = np.tanh(state @ w).astype(np.float32)
+            ds.add_frame({"observation.image": img, "observation.state": state, "action": action,
+                          "next.success": np.array([t == length - 1]), "task": "tiny task"})
+        ds.save_episode()
+    ds.finalize()
+    return Path(root)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("ds") / "tiny", n_episodes=3, length=8)
+
+
+def test_load_demos_layout_and_stats(tiny_dataset):
+    from pixio_robot.policies.demos import load_demos
+
+    d = load_demos(str(tiny_dataset))
+    assert d.states.shape == (24, STATE_DIM) and d.actions.shape == (24, ACTION_DIM)
+    assert d.image_key == "observation.image" and d.image_shape == (32, 32, 3)
+    assert d.ep_start[:9].tolist() == [0] * 8 + [8] and d.ep_end[7] == 8 and d.ep_end[8] == 16
+    stats = d.stats()
+    np.testing.assert_allclose(stats["action"]["mean"], d.actions.mean(0), rtol=1e-6)
+    train, val = d.split(0.34, seed=0)
+    assert len(train) + len(val) == 24 and len(val) == 8  # one whole episode held out
+    assert len(np.unique(d.episode_index[val])) == 1
+
+
+def test_batcher_pads_history_and_chunks(tiny_dataset):
+    from pixio_robot.policies.demos import DemoBatcher, load_demos
+
+    d = load_demos(str(tiny_dataset))
+    feats = np.arange(24, dtype=np.float32)[:, None].repeat(3, 1)  # row id as the "feature"
+    b = DemoBatcher(d, feats, history=3, chunk=4, cached=True).batch(np.array([0, 1, 7, 9]))
+    hist = b["observation.features"][:, :, 0]
+    assert hist.tolist() == [[0, 0, 0], [0, 0, 1], [5, 6, 7], [8, 8, 9]]  # padded with the episode's first frame
+    assert b["action_is_pad"][2].tolist() == [False, True, True, True]  # frame 7 is the episode's last
+    assert torch.equal(b["action"][2, 1], b["action"][2, 0])  # padded with the last action
+    assert torch.equal(b["action"][3, 0], torch.from_numpy(d.actions[9]))
+
+
+def test_load_demos_bad_inputs(tmp_path, tiny_dataset):
+    from pixio_robot.policies.demos import load_demos
+
+    with pytest.raises(FileNotFoundError, match="not a LeRobotDataset"):
+        load_demos(str(tmp_path))
+    with pytest.raises(KeyError, match="camera key 'nope'"):
+        load_demos(str(tiny_dataset), image_key="nope")
+    with pytest.raises(ValueError, match="dataset.root"):
+        load_demos()
