@@ -10,6 +10,13 @@ from pixio_robot.envs.rendering import setup_gl, setup_gl_on_import
 
 setup_gl_on_import()
 
-from pixio_robot.envs.registry import episode_limit, list_envs, make_env, make_vec_env, parse_name  # noqa: E402
+from pixio_robot.envs.registry import (  # noqa: E402
+    episode_limit,
+    list_envs,
+    make_env,
+    make_vec_env,
+    parse_name,
+    task_description,
+)
 
-__all__ = ["episode_limit", "list_envs", "make_env", "make_vec_env", "parse_name", "setup_gl"]
+__all__ = ["episode_limit", "list_envs", "make_env", "make_vec_env", "parse_name", "setup_gl", "task_description"]

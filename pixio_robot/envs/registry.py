@@ -131,6 +131,20 @@ def parse_name(name: str) -> tuple[str, str]:
     return family, task
 
 
+def task_description(name: str) -> str:
+    """Task text stored with demonstrations, e.g. 'metaworld/drawer-open-v3' -> 'drawer open'."""
+    family, task = parse_name(name)
+    if family == "lerobot":
+        from pixio_robot.envs.lerobot_env import TASKS
+
+        return TASKS[task].text
+    if family == "metaworld":
+        task = task.removesuffix("-v3")
+    elif family == "gym":
+        task = task.rsplit("-v", 1)[0]
+    return task.replace("-", " ").replace("_", " ").lower()
+
+
 def episode_limit(name: str, action_repeat: int = 1) -> int | None:
     """Default episode length in agent steps: the suite's limit in env steps / action_repeat."""
     family, task = parse_name(name)

@@ -1,0 +1,170 @@
+"""Experts that produce demonstrations: MetaWorld's scripted policies and SB3 `.zip` agents.
+
+``make_expert(env_name, **kw)`` returns an object with ``reset()`` and
+``act(obs, info) -> np.ndarray`` where `obs` is the Dict observation of ``make_env`` and `info`
+the last info dict (MetaWorld experts read ``info["full_state"]``, the 39-dim simulator state).
+
+Measure an expert (state-only rollouts, no rendering)::
+
+    python -m pixio_robot.envs.experts metaworld/drawer-open-v3 metaworld/hammer-v3 --episodes 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ALGOS = ("SAC", "TD3", "DDPG", "PPO", "A2C")
+
+
+class MetaWorldExpert:
+    """MetaWorld's own scripted policy for a task (``metaworld.policies.ENV_POLICY_MAP``).
+
+    `noise` adds Gaussian noise of that std to the actions (clipped to [-1, 1]) for more varied
+    demonstrations; the default 0 gives the plain scripted behaviour.
+    """
+
+    def __init__(self, task: str, *, noise: float = 0.0, seed: int | None = None) -> None:
+        from metaworld.policies import ENV_POLICY_MAP
+
+        if task not in ENV_POLICY_MAP:
+            raise ValueError(f"MetaWorld ships no scripted policy for {task!r}; known: {sorted(ENV_POLICY_MAP)}.")
+        self.task = task
+        self.policy = ENV_POLICY_MAP[task]()
+        self.noise = float(noise)
+        self._rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        """Scripted policies are stateless; kept for the common expert API."""
+
+    def act(self, obs: dict, info: dict) -> np.ndarray:
+        full = info.get("full_state")
+        if full is None:
+            full = obs["state"]
+        if np.shape(full)[-1] != 39:
+            raise ValueError("The MetaWorld expert needs the 39-dim simulator state: pass the info dict "
+                             "returned by a metaworld/* env of make_env (it holds info['full_state']).")
+        action = np.asarray(self.policy.get_action(np.asarray(full, np.float64)), np.float32)
+        if self.noise > 0:
+            action = np.clip(action + self._rng.normal(0.0, self.noise, action.shape), -1.0, 1.0)
+        return action.astype(np.float32)
+
+
+def sb3_algo_of(path: str | Path) -> str:
+    """Read which stable-baselines3 algorithm saved a `.zip` (from its `data` JSON)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No SB3 expert at {path}; train one with `python -m pixio_robot.rl` "
+                                "(state observations) and pass the saved .zip path.")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            data = json.loads(zf.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a stable-baselines3 .zip ({exc}).") from exc
+    module = str(data.get("policy_class", {}).get("__module__", ""))  # e.g. stable_baselines3.sac.policies
+    for algo in ALGOS:
+        if f".{algo.lower()}." in module + ".":
+            return algo
+    raise ValueError(f"Cannot tell the algorithm of {path} (policy module {module!r}); pass algo= one of {ALGOS}.")
+
+
+class SB3Expert:
+    """A trained stable-baselines3 agent acting on the env's ``state`` (deterministic actions).
+
+    Works for agents trained on the plain state vector or on a Dict observation whose keys are
+    a subset of the env's (e.g. ``{"state"}``).
+    """
+
+    def __init__(self, path: str | Path, *, algo: str | None = None, deterministic: bool = True) -> None:
+        import stable_baselines3
+
+        algo = (algo or sb3_algo_of(path)).upper()
+        if algo not in ALGOS:
+            raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}.")
+        self.model = getattr(stable_baselines3, algo).load(str(path), device="cpu")
+        self.deterministic = deterministic
+        space = self.model.observation_space
+        self._keys = list(space.spaces) if hasattr(space, "spaces") else None
+        self.path, self.algo = Path(path), algo
+
+    def reset(self) -> None:
+        """Feed-forward agents keep no state between steps."""
+
+    def act(self, obs: dict, info: dict) -> np.ndarray:
+        x: Any = {k: obs[k] for k in self._keys} if self._keys else obs["state"]
+        action, _ = self.model.predict(x, deterministic=self.deterministic)
+        return np.asarray(action, np.float32)
+
+
+def make_expert(env_name: str, *, path: str | Path | None = None, algo: str | None = None, **kw):
+    """The expert for `env_name`: an SB3 agent when `path` is given, else the scripted one.
+
+    Scripted experts exist for every ``metaworld/*`` task. For ``dmc/*``, ``gym/*`` and
+    ``lerobot/*`` train an agent with ``python -m pixio_robot.rl`` and pass its `.zip` as `path`
+    (PushT / ALOHA demonstrations usually come from LeRobot's human datasets by hub id).
+    """
+    if path is not None:
+        return SB3Expert(path, algo=algo, **kw)
+    family, _, task = env_name.partition("/")
+    if family == "metaworld":
+        return MetaWorldExpert(task, **kw)
+    raise ValueError(f"No scripted expert for {env_name!r}. Scripted experts: metaworld/*. For other envs "
+                     "train one with `python -m pixio_robot.rl` (state observations) and pass "
+                     "path='<agent>.zip', or use a LeRobot dataset by hub id.")
+
+
+def measure_expert(env_name: str, n_episodes: int = 50, *, seed: int = 0, expert=None,
+                   max_episode_steps: int | None = None) -> dict:
+    """Success rate of an expert over `n_episodes` seeded episodes (seeds seed..seed+n-1),
+    state only (no rendering); an episode succeeds when ``is_success`` is reached at any step
+    (it stops there). Returns success rate, Wilson-free raw counts and steps to success."""
+    from pixio_robot.envs import make_env
+
+    env = make_env(env_name, pixels=False, max_episode_steps=max_episode_steps)
+    expert = expert or make_expert(env_name)
+    successes, lengths, returns = 0, [], []
+    try:
+        for ep in range(n_episodes):
+            obs, info = env.reset(seed=seed + ep)
+            expert.reset()
+            total, done, steps = 0.0, False, 0
+            while not done:
+                obs, reward, terminated, truncated, info = env.step(expert.act(obs, info))
+                total += reward
+                steps += 1
+                done = terminated or truncated or info["is_success"]
+            successes += int(info["is_success"])
+            if info["is_success"]:
+                lengths.append(steps)
+            returns.append(total)
+    finally:
+        env.close()
+    return {"env": env_name, "episodes": n_episodes, "successes": successes,
+            "success_rate": successes / n_episodes,
+            "mean_steps_to_success": float(np.mean(lengths)) if lengths else None,
+            "max_steps_to_success": int(np.max(lengths)) if lengths else None,
+            "mean_return": float(np.mean(returns))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Measure expert success over seeded state-only episodes.")
+    parser.add_argument("envs", nargs="+", help="env names, e.g. metaworld/drawer-open-v3")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--path", default=None, help="SB3 .zip expert (default: scripted)")
+    args = parser.parse_args(argv)
+    print("| env | success | mean steps to success | max steps |\n|---|---|---|---|")
+    for name in args.envs:
+        expert = make_expert(name, path=args.path) if args.path else None
+        r = measure_expert(name, args.episodes, seed=args.seed, expert=expert)
+        print(f"| {name} | {r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f}%) | "
+              f"{r['mean_steps_to_success'] or float('nan'):.0f} | {r['max_steps_to_success']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
