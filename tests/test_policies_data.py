@@ -13,8 +13,11 @@ STATE_DIM, ACTION_DIM = 4, 2
 
 
 def make_dataset(root: Path, n_episodes: int = 4, length: int = 10, size: int = 32, video: bool = True,
-                 seed: int = 0, action_dim: int = ACTION_DIM, state_dim: int = STATE_DIM) -> Path:
-    """A LeRobotDataset v3 on disk whose actions are a fixed function of the state (learnable)."""
+                 seed: int = 0, action_dim: int = ACTION_DIM, state_dim: int = STATE_DIM,
+                 smooth: bool = False) -> Path:
+    """A LeRobotDataset v3 on disk whose actions are a fixed function of the state (learnable).
+    `smooth`: states follow a deterministic trajectory per episode, so future actions (chunks) are
+    predictable from the current observation too."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     feats = {
@@ -32,7 +35,10 @@ def make_dataset(root: Path, n_episodes: int = 4, length: int = 10, size: int = 
             img = np.zeros((size, size, 3), np.uint8)
             img[..., 0] = (30 * e + 20 * t) % 256
             img[: size // 2, :, 1] = 255 - 12 * t
-            state = rng.standard_normal(state_dim).astype(np.float32)
+            if smooth:
+                state = np.sin(0.3 * t * np.arange(1, state_dim + 1) + e).astype(np.float32)
+            else:
+                state = rng.standard_normal(state_dim).astype(np.float32)
             action = np.tanh(state @ w).astype(np.float32)
             ds.add_frame({"observation.image": img, "observation.state": state, "action": action,
                           "next.success": np.array([t == length - 1]), "task": "tiny task"})

@@ -1,0 +1,154 @@
+"""`python -m pixio_robot.train`: BC fits a tiny dataset, cache reuse, frozen vs fine-tuned
+encoder, ACT head, periodic rollouts in a real MuJoCo env, the hydra CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_policies_data import make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_git_lookup(monkeypatch):
+    """prepare_run_dir's `git status` takes seconds on a busy shared checkout; not under test here."""
+    monkeypatch.setattr("pixio_robot.utils.run.git_revision", lambda *a, **k: "test")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("train") / "tiny", n_episodes=4, length=10)
+
+
+def compose(*overrides):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from omegaconf import OmegaConf
+
+    from pixio_robot.train import register_configs
+
+    register_configs()
+    with initialize_config_module("pixio_robot.configs.train", version_base="1.3"):
+        return OmegaConf.to_object(hydra_compose("config", overrides=list(overrides)))
+
+
+def test_bc_drives_loss_near_zero_with_cache_reuse(dataset, tmp_path):
+    from pixio_robot.policies import build_adapter, load_policy
+    from pixio_robot.train import run_train
+
+    args = [f"dataset.root={dataset}", "dataset.val_fraction=0.25", "optim.batch_size=16", "optim.epochs=120",
+            f"cache_dir={tmp_path / 'cache'}", "progress=false", "tensorboard=false"]
+    res = run_train(compose(*args, f"run_dir={tmp_path / 'run1'}"))
+    first, last = res["history"][0]["train_loss"], res["final_train_loss"]
+    assert res["cache"] == "miss" and res["features_cached"]
+    assert last < 0.02 and last < first / 20, (first, last)
+    assert res["n_train"] == 30 and res["n_val"] == 10 and res["final_val_loss"] is not None
+    assert res["best_success"] is None and res["final_success"] is None  # no env named: no rollouts
+    assert res["encoder_digest"] == build_adapter().encoder_digest()  # frozen: bit-identical encoder
+    policy = load_policy(res["policy_dir"])
+    assert policy.policy_type == "mlp" and policy.spec.stats["action"]["mean"]
+    saved = json.loads((Path(res["run_dir"]) / "results.json").read_text())
+    assert saved["final_train_loss"] == pytest.approx(last)
+    again = run_train(compose(*args, "optim.epochs=1", f"run_dir={tmp_path / 'run2'}"))
+    assert again["cache"] == "hit"
+
+
+def test_finetune_trains_from_frames_and_changes_the_encoder(dataset, tmp_path):
+    from pixio_robot.policies import build_adapter
+    from pixio_robot.train import run_train
+
+    res = run_train(compose(f"dataset.root={dataset}", "encoder.mode=last_k", "encoder.last_k=1",
+                            "optim.epochs=2", "optim.batch_size=16", "optim.encoder_lr=1e-2",
+                            f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}", "progress=false"))
+    assert res["cache"] == "off" and not res["features_cached"]
+    assert res["encoder_digest"] != build_adapter().encoder_digest()
+    assert list((Path(res["run_dir"]) / "tb").glob("events.out.tfevents.*"))
+
+
+def test_act_head_learns_chunks(tmp_path):
+    from pixio_robot.policies import load_policy
+    from pixio_robot.train import run_train
+
+    root = make_dataset(tmp_path / "smooth", n_episodes=4, length=10, smooth=True)
+    res = run_train(compose("policy=act", f"dataset.root={root}", "encoder.embedding=spatial",
+                            "policy.chunk_size=4", "policy.n_action_steps=2", "policy.d_model=32",
+                            "policy.dim_feedforward=64", "policy.dropout=0", "optim.epochs=60",
+                            "optim.batch_size=16", f"cache_dir={tmp_path / 'cache'}",
+                            f"run_dir={tmp_path / 'run'}", "progress=false", "tensorboard=false"))
+    first, last = res["history"][0]["train_loss"], res["final_train_loss"]
+    assert last < first / 4, (first, last)
+    assert load_policy(res["policy_dir"], expected_type="act").config.chunk_size == 4
+
+
+def _reacher_dataset(root: Path, n_episodes=2, length=12) -> Path:
+    """Demonstrations recorded from the real env (random actions) in LeRobot format."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from pixio_robot.envs import make_env
+
+    env = make_env("gym/Reacher-v5", image_size=32, seed=0)
+    s_dim, a_dim = env.observation_space["state"].shape[0], env.action_space.shape[0]
+    feats = {"observation.image": {"dtype": "video", "shape": (32, 32, 3), "names": ["height", "width", "channels"]},
+             "observation.state": {"dtype": "float32", "shape": (s_dim,), "names": None},
+             "action": {"dtype": "float32", "shape": (a_dim,), "names": None}}
+    ds = LeRobotDataset.create("local/reacher", fps=20, features=feats, root=root, use_videos=True)
+    rng = np.random.default_rng(0)
+    for ep in range(n_episodes):
+        obs, _ = env.reset(seed=ep)
+        for _ in range(length):
+            action = rng.uniform(-1, 1, a_dim).astype(np.float32)
+            ds.add_frame({"observation.image": obs["pixels"], "observation.state": obs["state"],
+                          "action": action, "task": "reach"})
+            obs, *_ = env.step(action)
+        ds.save_episode()
+    ds.finalize()
+    env.close()
+    return root
+
+
+def test_periodic_rollouts_record_best_and_final_success(tmp_path):
+    from pixio_robot.policies import load_policy
+    from pixio_robot.train import run_train
+
+    root = _reacher_dataset(tmp_path / "reacher")
+    res = run_train(compose(f"dataset.root={root}", "optim.epochs=4", "optim.batch_size=8",
+                            "eval.env_name=gym/Reacher-v5", "eval.every_epochs=2", "eval.n_episodes=2",
+                            "eval.n_envs=2", "eval.max_episode_steps=8", f"cache_dir={tmp_path / 'cache'}",
+                            f"run_dir={tmp_path / 'run'}", "progress=false"))
+    evals = [h for h in res["history"] if "success" in h]
+    assert [h["epoch"] for h in evals] == [2, 4]
+    assert 0.0 <= res["best_success"] <= 1.0 and 0.0 <= res["final_success"] <= 1.0
+    assert res["best_success"] >= res["final_success"] and res["best_epoch"] in (2, 4)
+    best = load_policy(res["best_policy_dir"])
+    assert best.spec.env_name == "gym/Reacher-v5" and best.spec.image_size == 32
+
+
+def test_config_errors_are_clear(dataset, tmp_path):
+    from hydra.errors import ConfigCompositionException
+
+    from pixio_robot.train import run_train
+
+    with pytest.raises(ConfigCompositionException):
+        compose("optim.lrr=1")
+    with pytest.raises(ValueError, match="dataset.root"):
+        run_train(compose(f"run_dir={tmp_path / 'r'}", "progress=false"))
+    with pytest.raises(Exception, match="encoder.embedding='cls'"):
+        compose("encoder.embedding=cls")
+
+
+@pytest.mark.slow
+def test_cli_runs(dataset, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "pixio_robot.train", f"dataset.root={dataset}", "optim.epochs=2",
+                          "optim.batch_size=16", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
+                          "progress=false"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "run" / "policy" / "model.safetensors").exists()
+    assert (tmp_path / "run" / "config.yaml").exists() and (tmp_path / "run" / "results.json").exists()
