@@ -1,0 +1,110 @@
+"""End-to-end pretraining runs on CPU: outputs, loss falls, divergence stops, SIGKILL + resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from pixio_robot.models import load_encoder
+from pixio_robot.pretrain.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+register_configs()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sim_cache(tmp_path_factory):
+    """A private corpus cache for this module (the tiny test corpus renders in seconds)."""
+    old = os.environ.get("PIXIO_CACHE")
+    os.environ["PIXIO_CACHE"] = str(tmp_path_factory.mktemp("pixio_cache"))
+    yield
+    if old is None:
+        os.environ.pop("PIXIO_CACHE")
+    else:
+        os.environ["PIXIO_CACHE"] = old
+
+
+def cfg_for(run_dir: Path, *overrides: str):
+    with initialize_config_module("pixio_robot.configs.pretrain", version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=test", f"run_dir={run_dir}", *overrides])
+    return OmegaConf.to_object(cfg)
+
+
+def test_run_outputs_and_loss_falls(tmp_path):
+    from pixio_robot.pretrain import run_pretrain
+
+    run = tmp_path / "run"
+    out = run_pretrain(cfg_for(run, "steps=40", "optim.lr=0.2", "optim.warmup_steps=4", "logger.recon_every=20"))
+    assert out["loss_end"] < out["loss_start"] - 0.02, out["loss_history"]
+    assert out["curation"]["kept"] == 40 * 8 and out["keep_rate"] == 1.0
+    for name in ("config.yaml", "git.txt", "command.txt", "results.json", "recon/step_00000020.png",
+                 "recon/step_00000040.png", "encoder/model.safetensors", "encoder/config.json"):
+        assert (run / name).exists(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    ckpts = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+    assert ckpts == ["step_00000039", "step_00000040"]  # every 3 steps + the last, keep_last=2
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run / "tb"))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/images_per_s", "train/grad_norm", "data/keep_rate"} <= tags
+    enc = load_encoder(run)  # a run directory holding encoder/ is what policies load
+    assert enc.embed(torch.zeros(2, 3, 64, 64)).shape == (2, enc.embed_dim)
+    # re-running the same (finished) run resumes at its end and trains nothing
+    again = run_pretrain(cfg_for(run, "steps=40", "optim.lr=0.2", "optim.warmup_steps=4"))
+    assert again["resumed_from"] == 40 and again["loss_history"] == []
+
+
+def test_divergence_stops_with_a_clear_message(tmp_path):
+    from pixio_robot.pretrain import run_pretrain
+    from pixio_robot.pretrain.train import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="non-finite losses in a row.*Lower optim.lr"):
+        run_pretrain(cfg_for(tmp_path / "run", "steps=30", "optim.lr=1e12", "optim.warmup_steps=0",
+                             "logger.log_every=1"))
+
+
+def _cmd(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "pixio_robot.pretrain", "experiment=test", f"run_dir={run_dir}", "steps=20",
+            "ckpt_every=4", "logger.log_every=1", "data.num_workers=2", "threads=1", "optim.lr=0.2"]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    full = tmp_path / "full"
+    subprocess.run(_cmd(full), cwd=ROOT, env=env, check=True, timeout=300, capture_output=True)
+    ref = json.loads((full / "results.json").read_text())
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "step_00000008").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before its second checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (killed / "results.json").exists()  # it really died mid-training
+
+    subprocess.run(_cmd(killed), cwd=ROOT, env=env, check=True, timeout=300, capture_output=True)
+    res = json.loads((killed / "results.json").read_text())
+    assert 8 <= res["resumed_from"] < 20
+    ref_losses = dict((s, v) for s, v in ref["loss_history"])
+    resumed = [(s, v) for s, v in res["loss_history"] if s > res["resumed_from"]]
+    assert len(resumed) == 20 - res["resumed_from"]
+    for s, v in resumed:
+        assert v == pytest.approx(ref_losses[s], abs=1e-6), (s, v, ref_losses[s])
+    a = load_encoder(full).state_dict()
+    b = load_encoder(killed).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
