@@ -1,0 +1,190 @@
+"""`python -m pixio_robot.benchmark`: a suite x encoders x seeds grid, to a table, CSV and plots.
+
+Each cell (task, encoder, seed): reuse or collect the suite's demos (LeRobotDataset under
+`data_root`), train the suite's policy on the frozen encoder through `pixio_robot.train.run_train`
+(which builds the frozen-feature cache and evaluates periodically), and record the best success
+during training and the final success in `<output_dir>/cells/<key>.json`. Re-running skips
+finished cells; `cell=<i>` runs one cell, so a launcher can spread the grid:
+
+    python -m pixio_robot.benchmark                                   # the quick CPU suite
+    python -m pixio_robot.benchmark suite=cortexbench_metaworld encoders=pixio_random_vs_ckpt \\
+        encoders.1.path=runs/pretrain/tiny_cpu/encoder
+    python -m pixio_robot.benchmark -m suite=cortexbench_metaworld cell='range(0,15)'  # one job per cell
+    python -m pixio_robot.benchmark suite=cortexbench_metaworld report_only=true      # table + plots
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+
+from pixio_robot.evaluation.grid import Cell, collect_records, file_lock, make_cells, run_grid, slug
+from pixio_robot.evaluation.report import write_report
+from pixio_robot.evaluation.suites import EncoderSpec, SuiteConfig
+from pixio_robot.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class BenchmarkConfig:
+    """Schema of the benchmark entry."""
+
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+    encoders: list[EncoderSpec] = field(default_factory=lambda: [EncoderSpec()])
+    tasks: list[str] | None = None  # subset of the suite's tasks (default: all)
+    seeds: list[int] | None = None  # override the suite's seeds
+    cell: int | None = None  # run only this cell index (0-based, in task/encoder/seed order)
+    report_only: bool = False  # only aggregate the finished cells
+    force: bool = False  # re-run finished cells
+    output_dir: str = "runs/benchmark/quick"  # stable per suite, so re-running resumes
+    data_root: str = "~/.cache/pixio_robot/demos"
+    cache_dir: str = "~/.cache/pixio_robot/features"
+    n_envs: int = 5
+    vector_mode: str = "serial"  # serial | subproc (rollout envs in worker processes)
+    device: str = "auto"
+    num_threads: int | None = None
+    tensorboard: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.encoders:
+            raise ValueError("no encoders: give at least one under encoders (see configs/benchmark/encoders)")
+        unknown = sorted(set(self.tasks or []) - set(self.suite.tasks))
+        if unknown:
+            raise ValueError(f"tasks {unknown} are not in suite {self.suite.name!r}: {self.suite.tasks}")
+        if self.vector_mode not in ("serial", "subproc"):
+            raise ValueError(f"vector_mode must be 'serial' or 'subproc', got {self.vector_mode!r}")
+
+
+ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
+
+
+def grid_cells(cfg: BenchmarkConfig) -> list[Cell]:
+    return make_cells(list(cfg.tasks or cfg.suite.tasks), [e.label for e in cfg.encoders],
+                      list(cfg.seeds or cfg.suite.seeds))
+
+
+def demo_root(cfg: BenchmarkConfig, task: str) -> Path:
+    """Where a task's demos live: keyed by everything that changes them, so reuse is always exact."""
+    s = cfg.suite
+    name = f"{slug(task)}_{s.image_size}px_{slug(s.camera or 'default')}_n{s.n_demos}_s{s.demo_seed}"
+    name += "_succ" if s.only_success else "_all"
+    return Path(cfg.data_root).expanduser() / name
+
+
+def ensure_demos(cfg: BenchmarkConfig, task: str) -> Path:
+    """Collect the suite's demos for `task` unless a complete dataset is already there."""
+    from pixio_robot.data import collect_demos
+
+    s = cfg.suite
+    expert = None
+    if s.expert_dir:
+        expert = Path(s.expert_dir).expanduser() / f"{slug(task)}.zip"
+        if not expert.is_file():
+            raise FileNotFoundError(f"no expert for {task} at {expert}: train one with `python -m pixio_robot.rl` "
+                                    f"(state observations) and save it there, or set suite.expert_dir")
+    root = demo_root(cfg, task)
+    with file_lock(root.parent / f".{root.name}.lock"):  # cells of one task may run at once
+        collect_demos(task, s.n_demos, root, image_size=s.image_size, camera=s.camera, seed=s.demo_seed,
+                      only_success=s.only_success, expert=expert, max_episode_steps=s.max_episode_steps,
+                      progress=cfg.progress)
+    info = root / "meta" / "info.json"
+    have = json.loads(info.read_text()).get("total_episodes", 0) if info.is_file() else 0
+    if have < s.n_demos:
+        raise RuntimeError(f"only {have}/{s.n_demos} demos of {task} in {root}: the expert failed too often "
+                           f"(raise suite.max_episode_steps={s.max_episode_steps}, or set suite.only_success=false)")
+    return root
+
+
+def _train_config(cfg: BenchmarkConfig, cell: Cell, enc: EncoderSpec, root: Path, run_dir: Path):
+    from pixio_robot.policies import MLPConfig
+    from pixio_robot.train import DatasetConfig, EvalConfig, OptimConfig, TrainConfig
+
+    s = cfg.suite
+    return TrainConfig(
+        dataset=DatasetConfig(root=str(root), val_fraction=s.val_fraction),
+        encoder=enc.adapter_config(),
+        policy=MLPConfig(history=s.history, hidden_sizes=list(s.hidden_sizes), use_state=s.use_state),
+        optim=OptimConfig(lr=s.lr, batch_size=s.batch_size, epochs=s.epochs),
+        eval=EvalConfig(env_name=cell.task, every_epochs=s.eval_every, n_episodes=s.eval_episodes,
+                        n_envs=cfg.n_envs, seed=cell.seed, image_size=s.image_size, camera=s.camera,
+                        max_episode_steps=s.max_episode_steps, vector_mode=cfg.vector_mode),
+        cache_dir=cfg.cache_dir, device=cfg.device, seed=cell.seed, num_threads=cfg.num_threads,
+        run_dir=str(run_dir), tensorboard=cfg.tensorboard, progress=cfg.progress)
+
+
+def run_cell(cfg: BenchmarkConfig, cell: Cell) -> dict:
+    """Demos -> feature cache + training with periodic rollouts -> best and final scores."""
+    from pixio_robot.train import run_train
+
+    enc = {e.label: e for e in cfg.encoders}[cell.encoder]
+    root = ensure_demos(cfg, cell.task)
+    res = run_train(_train_config(cfg, cell, enc, root, Path(cfg.output_dir) / "runs" / cell.key))
+    evals = [row for row in res["history"] if "success" in row]
+    if not evals:
+        raise RuntimeError(f"{cell.key}: training ran no rollouts (check suite.eval_every / eval_episodes)")
+    best = max(evals, key=lambda r: (r["success"], r["mean_return"]))
+    return {
+        "best_success": best["success"], "best_epoch": best["epoch"], "final_success": evals[-1]["success"],
+        "best_return": max(r["mean_return"] for r in evals), "final_return": evals[-1]["mean_return"],
+        "n_eval_episodes": cfg.suite.eval_episodes, "curve": [[r["epoch"], r["success"], r["mean_return"]]
+                                                             for r in evals],
+        "final_train_loss": res["final_train_loss"], "policy_dir": res["policy_dir"], "demos": str(root),
+        "cache": res["cache"], "train_wall_s": res["wall_s"], "encoder_digest": res["encoder_digest"],
+    }
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> dict:
+    """Run (or resume) the grid, or one cell of it, then write the report from every finished cell."""
+    from pixio_robot.utils.run import prepare_run_dir
+
+    out = Path(cfg.output_dir)
+    prepare_run_dir(out, cfg)
+    cells = grid_cells(cfg)
+    todo = cells
+    if cfg.cell is not None:
+        if not 0 <= cfg.cell < len(cells):
+            raise ValueError(f"cell={cfg.cell} is out of range: this grid has {len(cells)} cells (0..{len(cells) - 1})")
+        todo = [cells[cfg.cell]]
+    if not cfg.report_only:
+        log.info("benchmark %s: %d cells (%d tasks x %d encoders x %d seeds) -> %s", cfg.suite.name, len(cells),
+                 len(cfg.tasks or cfg.suite.tasks), len(cfg.encoders), len(cfg.seeds or cfg.suite.seeds), out)
+        run_grid(todo, lambda c: run_cell(cfg, c), out, force=cfg.force)
+    records = collect_records(out, cells)
+    n_done = sum(r.get("status") == "done" for r in records)
+    summary = {"output_dir": str(out), "cells": len(cells), "done": n_done,
+               "failed": [r["key"] for r in records if r.get("status") == "failed"]}
+    if n_done:
+        paths = write_report(records, out / "report", title=f"{cfg.suite.name} ({n_done}/{len(cells)} cells)",
+                             metric=cfg.suite.metric, return_scale=cfg.suite.return_scale)
+        summary["report"] = {k: str(v) for k, v in paths.items()}
+        log.info("report: %s", paths["markdown"])
+        print(paths["markdown"].read_text())
+    else:
+        log.warning("no finished cells in %s yet", out)
+    return summary
+
+
+def main() -> None:
+    """Console script / `python -m` entry (hydra)."""
+    import os
+
+    import hydra
+    from omegaconf import OmegaConf
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.benchmark", config_name="config")
+    def _app(dcfg) -> None:
+        run_benchmark(OmegaConf.to_object(dcfg))
+
+    _app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Encoder sets compared by a benchmark."""

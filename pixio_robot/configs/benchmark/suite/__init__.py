@@ -1,0 +1,1 @@
+"""Benchmark suites (tasks, demos, protocol, evaluation)."""
