@@ -127,6 +127,11 @@ class Engine:
                 norm = norm.full_tensor()
         if self.clip > 0:
             finite = finite & torch.isfinite(norm)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = finite.float()  # one rank's NaN reaches every rank through the gradient all-reduce
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            finite = flag.bool()
+        if self.clip > 0:
             torch.nn.utils.clip_grads_with_norm_(self.params, self.clip, norm)
         if self.fused:
             self.opt.found_inf = (~finite).float()

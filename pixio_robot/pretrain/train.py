@@ -64,10 +64,10 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     run_dir = Path(cfg.run_dir)
     if main:
         prepare_run_dir(run_dir, cfg)
-    seed_everything(cfg.seed + rank)
     micro, accum = _batch_math(cfg, world)
-
+    seed_everything(cfg.seed)  # the same initial weights on every rank (FSDP2 does not broadcast them)
     raw = create_model(cfg.model.name, **cfg.model.create_kwargs()).to(device)
+    seed_everything(cfg.seed + rank)  # then per-rank randomness (drop path)
     if main:  # render / index the sources once before the other ranks open them
         sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=cfg.logger.progress)
     udist.barrier()
@@ -138,7 +138,11 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         imgs_train += cfg.batch_size
         bar.update()
         if log_now:  # the only place the host reads device scalars
-            vals = torch.stack([loss_sum, n_finite, max_consec, skipped]).tolist()
+            vals = torch.stack([loss_sum, n_finite, max_consec, skipped])
+            if udist.is_dist():  # the loss of the global batch: average the ranks' sums
+                torch.distributed.all_reduce(vals)
+                vals = vals / world
+            vals = vals.tolist()
             if vals[3] > 0:
                 log.warning("skipped %d step(s) with a non-finite loss up to step %d", int(vals[3]), step + 1)
             if vals[2] >= cfg.max_nonfinite:
