@@ -19,7 +19,9 @@ def _even(frame: np.ndarray) -> np.ndarray:
 def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = 20) -> Path:
     """Write uint8 HxWx3 frames as an H.264 mp4 (atomically). Returns the path."""
     import av
+    import av.logging
 
+    av.logging.set_level(av.logging.ERROR)  # no libx264 statistics on stderr
     if len(frames) == 0:
         raise ValueError(f"no frames to write to {path}")
     first = np.asarray(frames[0])
