@@ -9,6 +9,8 @@ wrappers (:mod:`pixio_robot.envs.wrappers`) applied on top by ``make_env``.
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from typing import Any
 
 import gymnasium as gym
@@ -16,6 +18,37 @@ import numpy as np
 from gymnasium import spaces
 
 from pixio_robot.envs.rendering import check_quality, require_gl
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+_AT_EXIT = False
+
+
+def _track(env: PixelStateEnv) -> None:
+    """Remember a live env that has rendered. The exit hook is registered after the first frame,
+    hence after mujoco's ``eglTerminate`` hook (registered with the first GL context; hooks run
+    last registered first), so contexts are freed while EGL still works."""
+    global _AT_EXIT
+    _AT_EXIT = True
+    refresh_exit_hook()
+    _LIVE.add(env)
+
+
+def refresh_exit_hook() -> None:
+    """Move the exit hook behind hooks registered since (dm_control registers its own
+    ``eglTerminate`` when imported), so that it still runs first."""
+    if _AT_EXIT:
+        atexit.unregister(_close_live_envs)
+        atexit.register(_close_live_envs)
+
+
+def _close_live_envs() -> None:
+    """Free GL contexts while the GL library is still loaded (else every script that forgets
+    ``env.close()`` prints EGL errors from destructors at interpreter exit)."""
+    for env in list(_LIVE):
+        try:
+            env.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
 
 
 def as_hw(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -55,6 +88,7 @@ class PixelStateEnv(gym.Env):
         self.render_mode = "rgb_array"
         if self.use_pixels:
             require_gl()
+        self._closed = False
 
     def _frame(self) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -63,14 +97,34 @@ class PixelStateEnv(gym.Env):
         obs = {"state": np.asarray(state, dtype=np.float32).reshape(-1)}
         if self.use_pixels:
             frame = np.ascontiguousarray(self._frame())
+            if self not in _LIVE:
+                _track(self)
             if frame.shape != (*self.image_hw, 3) or frame.dtype != np.uint8:
                 raise RuntimeError(f"{type(self).__name__} rendered {frame.shape} {frame.dtype}, "
                                    f"expected {(*self.image_hw, 3)} uint8.")
             obs = {"pixels": frame, **obs}
         return obs
 
+    def _close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the simulator and its GL context (idempotent)."""
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            self._close()
+
+    def __del__(self) -> None:
+        try:  # free the GL context now: the simulator may sit in a reference cycle until exit
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
     def render(self) -> np.ndarray:
-        return np.ascontiguousarray(self._frame())
+        frame = np.ascontiguousarray(self._frame())
+        if self not in _LIVE:
+            _track(self)
+        return frame
 
     @staticmethod
     def _info(success: bool, **extra: Any) -> dict[str, Any]:

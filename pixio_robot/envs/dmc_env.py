@@ -15,7 +15,7 @@ import functools
 import numpy as np
 from gymnasium import spaces
 
-from pixio_robot.envs.base import PixelStateEnv, dict_space
+from pixio_robot.envs.base import PixelStateEnv, dict_space, refresh_exit_hook
 from pixio_robot.envs.rendering import apply_quality
 
 CORTEXBENCH_TASKS = ("walker-stand", "walker-walk", "reacher-easy", "cheetah-run", "finger-spin")
@@ -29,6 +29,7 @@ def _to_name(domain: str, task: str) -> str:
 def _index() -> dict[str, tuple[str, str]]:
     from dm_control import suite
 
+    refresh_exit_hook()  # dm_control registered an eglTerminate hook on import
     return {_to_name(d, t): (d, t) for d, t in suite.ALL_TASKS}
 
 
@@ -80,7 +81,7 @@ class DMCEnv(PixelStateEnv):
         terminated = bool(ts.last() and ts.discount == 0.0)  # a task that ends the episode itself
         return self._obs(self._flat(ts.observation)), float(ts.reward or 0.0), terminated, False, self._info(False)
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._env.close()
 
     @staticmethod

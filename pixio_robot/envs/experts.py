@@ -67,9 +67,11 @@ def sb3_algo_of(path: str | Path) -> str:
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not a stable-baselines3 .zip ({exc}).") from exc
     module = str(data.get("policy_class", {}).get("__module__", ""))  # e.g. stable_baselines3.sac.policies
-    for algo in ALGOS:
-        if f".{algo.lower()}." in module + ".":
+    for algo in ("SAC", "TD3"):  # DDPG saves TD3 policies and loads as TD3
+        if f".{algo.lower()}." in module:
             return algo
+    if module.endswith("common.policies"):  # ActorCriticPolicy: PPO (has a clip range) or A2C
+        return "PPO" if "clip_range" in data else "A2C"
     raise ValueError(f"Cannot tell the algorithm of {path} (policy module {module!r}); pass algo= one of {ALGOS}.")
 
 

@@ -87,7 +87,7 @@ class GymMujocoEnv(PixelStateEnv):
             success = -float(info.get(key, -np.inf)) < thresh
         return self._obs(state), float(reward), bool(terminated), bool(truncated), self._info(success)
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._env.close()
 
     def _frame(self) -> np.ndarray:

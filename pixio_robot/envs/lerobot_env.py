@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from gymnasium import spaces
 
-from pixio_robot.envs.base import PixelStateEnv, dict_space
+from pixio_robot.envs.base import PixelStateEnv, dict_space, refresh_exit_hook
 from pixio_robot.envs.rendering import apply_quality
 
 
@@ -74,7 +74,7 @@ class PushTEnv(PixelStateEnv):
                 self._info(bool(info["is_success"]), full_state=np.asarray(full, np.float32),
                            coverage=float(info["coverage"])))
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._env.close()
 
     def _frame(self) -> np.ndarray:
@@ -93,6 +93,8 @@ class AlohaEnv(PixelStateEnv):
         from dm_control.rl import control
         from gym_aloha.constants import ASSETS_DIR, DT, JOINTS
         from gym_aloha.tasks import sim
+
+        refresh_exit_hook()  # dm_control registered an eglTerminate hook on import
 
         base, xml = {"transfer_cube": (sim.TransferCubeTask, "bimanual_viperx_transfer_cube.xml"),
                      "insertion": (sim.InsertionTask, "bimanual_viperx_insertion.xml")}[task]
@@ -137,7 +139,7 @@ class AlohaEnv(PixelStateEnv):
         return (self._obs(ts.observation["qpos"]), float(ts.reward or 0.0), success, False,
                 self._info(success, full_state=self._full(ts.observation)))
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._env.close()
 
     @staticmethod

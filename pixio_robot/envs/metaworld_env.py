@@ -98,7 +98,7 @@ class MetaWorldEnv(PixelStateEnv):
         return (self._obs(self._state(full)), float(reward), bool(terminated), bool(truncated),
                 self._info(success, **extra))
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._env.close()
 
     # -- helpers -----------------------------------------------------------------------------------
