@@ -37,6 +37,9 @@ class QuickstartConfig:
     pretrain_batch_size: int = 32
     pretrain_img_size: int = 128
     sim_frames: int = 1500
+    sim_envs: list[str] | None = None  # scenes of the corpus (None: the pretrain entry's default set)
+    sim_render_size: int = 144
+    sim_cache_dir: str | None = None  # None: ~/.cache/pixio_robot/sim_frames
     # 2-3. demos, behaviour cloning, rollouts
     tasks: list[str] = field(default_factory=lambda: ["metaworld/button-press-topdown-v3",
                                                       "metaworld/drawer-open-v3"])
@@ -75,9 +78,13 @@ def pretrain_config(cfg: QuickstartConfig, run_dir: Path):
         SourceConfig,
     )
 
+    sim = SourceConfig(type="sim", frames=cfg.sim_frames, render_size=cfg.sim_render_size,
+                       cache_dir=cfg.sim_cache_dir)
+    if cfg.sim_envs:
+        sim.envs = list(cfg.sim_envs)
     return PretrainConfig(
         model=ModelConfig(name=cfg.pretrain_model, img_size=cfg.pretrain_img_size),
-        data=DataConfig(sources={"sim": SourceConfig(type="sim", frames=cfg.sim_frames)}, num_workers=1),
+        data=DataConfig(sources={"sim": sim}, num_workers=1),
         optim=OptimConfig(warmup_steps=max(1, min(20, cfg.pretrain_steps // 10))),
         logger=LoggerConfig(log_every=10, recon_every=0, progress=cfg.progress),
         name="quickstart", run_dir=str(run_dir), steps=cfg.pretrain_steps, batch_size=cfg.pretrain_batch_size,
