@@ -166,3 +166,19 @@ def test_loading_another_type_or_encoder_fails_clearly(tmp_path):
         load_policy(tmp_path / "enc_a")
     with pytest.raises(PolicyLoadError, match="not a saved policy"):
         load_policy(tmp_path / "nothing_here")
+
+
+def test_act_encodes_once_per_executed_chunk():
+    policy = make_policy("act", ACTConfig(chunk_size=4, n_action_steps=3, d_model=32, dim_feedforward=64),
+                         AdapterConfig(), SPEC).eval()
+    calls = []
+    encode = policy.adapter.encode
+    policy.adapter.encode = lambda x: (calls.append(x.shape[0]), encode(x))[1]
+    policy.reset()
+    obs = {"observation.image": _images(2), "observation.state": torch.zeros(2, 4)}
+    actions = [policy.select_action(obs) for _ in range(7)]
+    assert calls == [2, 2, 2]  # steps 0, 3 and 6 start a new chunk
+    assert all(a.shape == (2, 2) for a in actions)
+    policy.reset()
+    policy.select_action(obs)
+    assert len(calls) == 4  # reset drops the queue

@@ -11,7 +11,7 @@ from torch import nn
 
 from pixio_robot.policies.act.configuration_act import ACTConfig
 from pixio_robot.policies.base import PixioPolicy, register_policy
-from pixio_robot.policies.constants import ACTION, ACTION_PAD
+from pixio_robot.policies.constants import ACTION, ACTION_PAD, OBS_IMAGE
 
 
 @register_policy
@@ -75,6 +75,16 @@ class ACTPolicy(PixioPolicy):
         err = (self.predict(frames, state) - target).abs().mean(dim=-1)  # (B, chunk)
         loss = (err * valid).sum() / valid.sum().clamp_min(1.0)
         return loss, {"l1": loss.detach()}
+
+    @torch.no_grad()
+    def select_action(self, batch):
+        """Pop the next queued action; encode the observation only when a new chunk is needed."""
+        img = torch.as_tensor(batch[OBS_IMAGE])
+        b = 1 if img.ndim == 3 else img.shape[0]
+        if self._queue is not None and self._queue.shape[1] > 0 and self._queue.shape[0] == b:
+            action, self._queue = self._queue[:, 0], self._queue[:, 1:]
+            return action
+        return super().select_action(batch)
 
     def act(self, frames: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
         b = frames.shape[0]
