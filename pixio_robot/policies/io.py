@@ -95,9 +95,13 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", *, expecte
         raise PolicyLoadError(f"{path} was trained on encoder weights {recorded}, not {expected_encoder_digest}")
     if encoder_path is not None:
         enc["path"] = str(encoder_path)
-    spec = PolicySpec(**meta["spec"])
     cls = POLICY_REGISTRY[ptype]
-    config = cls.config_class(**meta["policy_config"])
+    try:
+        spec = PolicySpec(**meta["spec"])
+        config = cls.config_class(**meta["policy_config"])
+    except (TypeError, KeyError) as e:
+        raise PolicyLoadError(f"{path}/{POLICY_CONFIG} does not match this version's {ptype!r} policy config "
+                              f"({e}); retrain the policy or load it with the pixio_robot version that saved it") from e
     try:
         policy = cls(config, AdapterConfig.from_dict(enc), spec)
     except FileNotFoundError as e:
