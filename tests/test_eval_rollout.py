@@ -159,3 +159,25 @@ def test_bad_arguments_explain_themselves():
 
     with pytest.raises(ValueError, match=r"\[B, A\]"):
         run(Wrong())
+
+
+class KillerEnv(LineEnv):
+    """Its process dies (SIGKILL, like a segfault in the simulator) at step 2 of seed 11."""
+
+    def step(self, action):
+        if self.episode_seed == 11 and self.t == 1:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().step(action)
+
+
+def test_dead_worker_is_a_failure_and_is_replaced():
+    res = evaluate_policy(PGain(), "test/killer", env_fn=KillerEnv, n_episodes=5, n_envs=2, seed=10,
+                          vector_mode="subproc", progress=False)
+    by_ep = {r.episode: r for r in res.episodes}
+    assert res.n_episodes == 5 and res.n_errors == 1
+    assert "died" in by_ep[1].error and not by_ep[1].success and by_ep[1].length == 1
+    assert by_ep[3].env_index == 1 and by_ep[3].error == "" and by_ep[3].length > 0  # fresh worker
+    assert _key(res)[2:] == _key(run(n_episodes=5, n_envs=2))[2:]  # later episodes unaffected

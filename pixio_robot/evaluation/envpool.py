@@ -145,21 +145,18 @@ class EnvPool:
         self._slots: list[_EnvSlot] = []
         self._conns: list[Any] = []
         self._procs: list[Any] = []
+        self._env_fn, self._ctx = env_fn, None
         if mode == "serial":
             self._slots = [_EnvSlot(env_fn) for _ in range(n)]
         else:
             default = "forkserver" if isinstance(env_fn, EnvFactory) else "fork"
-            ctx = mp.get_context(start_method or default)
-            if ctx.get_start_method() == "forkserver":
+            self._ctx = mp.get_context(start_method or default)
+            if self._ctx.get_start_method() == "forkserver":
                 # import the env stack once in the fork server, not once per worker
-                ctx.set_forkserver_preload(["pixio_robot.evaluation.envpool", "pixio_robot.envs"])
-            for _ in range(n):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_worker, args=(child, env_fn), daemon=True)
-                proc.start()
-                child.close()
-                self._conns.append(parent)
-                self._procs.append(proc)
+                self._ctx.set_forkserver_preload(["pixio_robot.evaluation.envpool", "pixio_robot.envs"])
+            self._conns, self._procs = [None] * n, [None] * n
+            for i in range(n):
+                self._spawn(i)
         # build every env now (in parallel for subproc), so start-up cost is paid up front
         built = self._broadcast("spaces", dict.fromkeys(range(n)))
         bad = [payload for status, payload in built.values() if status != "ok"]
@@ -168,32 +165,49 @@ class EnvPool:
             raise RuntimeError(f"could not build the environment: {bad[0]}")
         self.observation_space, self.action_space, self.max_episode_steps = built[0][1]
 
-    def _call(self, i: int, cmd: str, arg: Any) -> Outcome:
-        if self.mode == "serial":
-            return self._slots[i].spaces() if cmd == "spaces" else getattr(self._slots[i], cmd)(arg)
+    def _spawn(self, i: int) -> None:
+        """(Re)start worker `i` (a worker that died, e.g. a segfault in the simulator, is replaced)."""
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_worker, args=(child, self._env_fn), daemon=True)
+        proc.start()
+        child.close()
+        self._conns[i], self._procs[i] = parent, proc
+
+    def _dead(self, i: int, exc: BaseException) -> Outcome:
+        proc = self._procs[i]
+        if proc is not None:
+            proc.join(timeout=1)
+        code = proc.exitcode if proc is not None else None
         try:
-            self._conns[i].send((cmd, arg))
-            return self._conns[i].recv()
-        except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
-            return "error", f"worker {i} died: {_describe(exc)}"
+            self._conns[i].close()
+        except OSError:
+            pass
+        self._conns[i] = None  # respawned by the next reset
+        return "error", f"env worker {i} died (exit code {code}): {_describe(exc)}"
 
     def _broadcast(self, cmd: str, args: dict[int, Any]) -> dict[int, Outcome]:
         """Send `cmd` to every listed env first, then collect (workers run in parallel)."""
         if self.mode == "serial":
-            return {i: self._call(i, cmd, a) for i, a in args.items()}
+            return {i: self._slots[i].spaces() if cmd == "spaces" else getattr(self._slots[i], cmd)(a)
+                    for i, a in args.items()}
         out: dict[int, Outcome] = {}
         sent = []
         for i, a in args.items():
+            if self._conns[i] is None:
+                if cmd == "step":
+                    out[i] = ("error", f"env worker {i} is gone; reset it first")
+                    continue
+                self._spawn(i)
             try:
                 self._conns[i].send((cmd, a))
                 sent.append(i)
             except (BrokenPipeError, ConnectionResetError) as exc:
-                out[i] = ("error", f"worker {i} died: {_describe(exc)}")
+                out[i] = self._dead(i, exc)
         for i in sent:
             try:
                 out[i] = self._conns[i].recv()
             except (EOFError, ConnectionResetError) as exc:
-                out[i] = ("error", f"worker {i} died: {_describe(exc)}")
+                out[i] = self._dead(i, exc)
         return out
 
     def reset(self, seeds: dict[int, int | None]) -> dict[int, Outcome]:
@@ -208,11 +222,15 @@ class EnvPool:
         for slot in self._slots:
             slot.close()
         for conn in self._conns:
+            if conn is None:
+                continue
             try:
                 conn.send(("close", None))
             except (BrokenPipeError, OSError):
                 pass
         for proc in self._procs:
+            if proc is None:
+                continue
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
