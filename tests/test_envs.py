@@ -117,12 +117,15 @@ def test_camera_option_and_bad_camera(closing):
 def test_fast_quality_settings():
     import mujoco
 
-    m = mujoco.MjModel.from_xml_string("<mujoco><worldbody/></mujoco>")
+    m = mujoco.MjModel.from_xml_string('<mujoco><asset><material name="floor" reflectance="0.5"/></asset>'
+                                       '<worldbody><geom size="1 1 .1" type="plane" material="floor"/>'
+                                       '</worldbody></mujoco>')
     assert m.vis.quality.shadowsize > 0 and m.vis.quality.offsamples > 0
     apply_quality(m, "default", min_size=(300, 500))
     assert m.vis.quality.shadowsize > 0 and m.vis.global_.offwidth == 640 and m.vis.global_.offheight >= 300
+    assert m.mat_reflectance[0] == pytest.approx(0.5)
     apply_quality(m, "fast")
-    assert m.vis.quality.shadowsize == 0 and m.vis.quality.offsamples == 0
+    assert m.vis.quality.shadowsize == 0 and m.vis.quality.offsamples == 0 and m.mat_reflectance[0] == 0
     with pytest.raises(ValueError, match="render_quality"):
         apply_quality(m, "ultra")
 
@@ -195,3 +198,13 @@ def test_dmc_suite_tasks_and_limits(closing):
     assert env._max_episode_steps == 250  # 1000 env steps / action_repeat 4
     with pytest.raises(ValueError, match="no camera"):
         make_env("dmc/walker-walk", camera=9)
+
+
+def test_default_quality_is_restorable_and_differs(closing):
+    fast = make_env("metaworld/drawer-open-v3", image_size=48, seed=0)
+    slow = make_env("metaworld/drawer-open-v3", image_size=48, seed=0, render_quality="default")
+    closing(fast)
+    closing(slow)
+    assert slow.unwrapped.model.vis.quality.shadowsize > 0 and fast.unwrapped.model.vis.quality.shadowsize == 0
+    a, b = fast.reset(seed=0)[0]["pixels"], slow.reset(seed=0)[0]["pixels"]
+    assert a.shape == b.shape and not np.array_equal(a, b)

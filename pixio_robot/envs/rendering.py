@@ -3,9 +3,9 @@
 MuJoCo picks its OpenGL backend from ``MUJOCO_GL`` when ``mujoco`` (or dm_control) is first
 imported, so :func:`setup_gl` must run before that; :mod:`pixio_robot.envs` calls it on import.
 
-On a CPU-only machine MuJoCo's default visual quality (4096^2 shadow map, 4x multisampling)
-makes software rendering 10-60x slower than with shadows and multisampling off, so the project
-renders with ``render_quality="fast"`` unless asked for ``"default"``.
+On a CPU-only machine MuJoCo's default visual quality (4096^2 shadow map, 4x multisampling,
+mirror pass for reflective materials) makes software rendering 3-25x slower than with all three
+off, so the project renders with ``render_quality="fast"`` unless asked for ``"default"``.
 """
 
 from __future__ import annotations
@@ -119,13 +119,16 @@ def apply_quality(model, quality: str = "fast", *, min_size: tuple[int, int] | N
     """Set the rendering quality on a ``mujoco.MjModel`` (or dm_control's wrapper of one).
 
     Must run before the first render (the GL context reads it when it is created).
-    ``"fast"``: no shadow map, no multisampling; ``"default"``: leave the model's own values.
+    ``"fast"``: no shadow map, no multisampling, no reflections; ``"default"``: leave the
+    model's own values.
     `min_size` (height, width) grows the offscreen buffer so frames of that size can be rendered.
     """
     check_quality(quality)
     if quality == "fast":
         model.vis.quality.shadowsize = 0
         model.vis.quality.offsamples = 0
+        # a reflective material makes MuJoCo draw the scene twice (mirror pass): ~2x in MetaWorld
+        model.mat_reflectance[:] = 0
     if min_size is not None:
         h, w = min_size
         model.vis.global_.offheight = max(int(model.vis.global_.offheight), int(h))
