@@ -192,3 +192,35 @@ def test_crop_params_and_quotas():
         assert 0.19 * 4800 <= h * w <= 4800
     assert crop_params(rng, 10, 1000, (0.99, 1.0), (3 / 4, 4 / 3)) == (0, 493, 10, 13)  # centred fallback
     assert list(mix_quotas([3, 1], 16)) == [12, 4] and list(mix_quotas([1, 1, 1], 10)).count(3) == 2
+
+
+def test_lerobot_frames_source(tmp_path):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    shape = (40, 48, 3)
+    feat = {"dtype": "image", "shape": shape, "names": ["height", "width", "channels"]}
+    features = {"observation.image": feat, "observation.wrist": dict(feat),
+                "action": {"dtype": "float32", "shape": (2,), "names": None}}
+    root = tmp_path / "ds"
+    ds = LeRobotDataset.create("local/pretrain_test", fps=10, features=features, root=root, use_videos=False)
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(2):
+        for _ in range(3):
+            frames.append((rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 256, shape, dtype=np.uint8)))
+            ds.add_frame({"observation.image": frames[-1][0], "observation.wrist": frames[-1][1],
+                          "action": np.zeros(2, np.float32), "task": "test"})
+        ds.save_episode()
+    ds.finalize()
+    src = build_sources({"lr": SourceConfig(type="lerobot", path=str(root))})[0]
+    assert len(src) == 12 and src.cameras == ["observation.image", "observation.wrist"]
+    assert src.sample_id(5) == "lr/2/observation.wrist"
+    assert np.array_equal(src.load(5), frames[2][1]) and np.array_equal(src.load(8), frames[4][0])
+    one = build_sources({"lr": SourceConfig(type="lerobot", path=str(root), camera_keys=["observation.wrist"])})[0]
+    assert len(one) == 6 and np.array_equal(one.load(1), frames[1][1])
+    with pytest.raises(SourceError, match="not in the dataset"):
+        build_sources({"lr": SourceConfig(type="lerobot", path=str(root), camera_keys=["nope"])})
+    with pytest.raises(SourceError, match="not a LeRobotDataset root"):
+        build_sources({"lr": SourceConfig(type="lerobot", path=str(tmp_path))})
+    batch = take(stream_of({"lr": SourceConfig(type="lerobot", path=str(root))}, batch=6), 1)[0]
+    assert batch["images"].shape == (6, 3, 32, 32) and len(set(batch["ids"])) == 6

@@ -55,7 +55,7 @@ class SourceConfig:
     envs: list[str] = field(default_factory=lambda: [
         "gym/Pusher-v5", "gym/Reacher-v5", "metaworld/reach-v3", "metaworld/drawer-open-v3",
         "metaworld/button-press-topdown-v3", "metaworld/door-open-v3", "metaworld/pick-place-v3"])
-    frames: int = 3000
+    frames: int = 2000
     render_size: int = 144
     frame_every: int = 3
     cache_dir: str | None = None
@@ -156,14 +156,14 @@ class PretrainConfig:
     name: str = "tiny_cpu"
     run_dir: str = "runs/pretrain/${name}"
     seed: int = 0
-    steps: int = 300
+    steps: int = 200
     batch_size: int = 32  # global batch per optimizer step (all ranks, all accumulation steps)
     micro_batch_size: int | None = None  # per rank and forward pass; None = batch_size / world size
     amp: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | none
     compile: bool = False
     parallel: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard); ignored single-process
     device: str = "auto"
-    threads: int = 0  # torch threads per process on CPU (0 = torch's default)
+    threads: int = 0  # torch threads per process on CPU (0 = cores / local ranks - loader workers)
     ckpt_every: int = 100
     keep_last: int = 2
     resume: bool = True  # re-running the same command continues from the last checkpoint

@@ -12,6 +12,7 @@ changed setting renders a new corpus and an unchanged one is reused instantly.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -156,29 +157,19 @@ def ensure_corpus(envs: list[str], frames: int, size: int, frame_every: int = 3,
                   cache_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Return the corpus directory, rendering it first if it is not cached yet.
 
-    Safe when several processes call it at once (one renders, the others wait for `meta.json`)."""
+    Safe when several processes call it at once (one renders under a file lock, the others wait)."""
     if frames < 1 or not envs:
         raise ValueError("the sim corpus needs frames >= 1 and at least one env")
     root = Path(cache_dir) if cache_dir else default_cache_root()
     directory = root / corpus_key(envs, frames, size, frame_every, seed)
     if (directory / "meta.json").exists():
         return directory
-    lock = directory.with_suffix(".lock")
     root.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:  # another process renders it: wait (a stale lock expires after 30 min)
-        while not (directory / "meta.json").exists():
-            if time.time() - lock.stat().st_mtime > 1800:
-                lock.unlink(missing_ok=True)
-                return ensure_corpus(envs, frames, size, frame_every, seed, cache_dir, progress)
-            time.sleep(2)
-        return directory
-    try:
-        os.close(fd)
-        render_corpus(directory, envs, frames, size, frame_every, seed, progress)
-    finally:
-        lock.unlink(missing_ok=True)
+    # One process renders, the others wait; flock is released even when the holder is killed.
+    with open(root / f"{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (directory / "meta.json").exists():
+            render_corpus(directory, envs, frames, size, frame_every, seed, progress)
     return directory
 
 
