@@ -30,7 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from pixio_robot.policies.encoder_adapter import AdapterConfig
 from pixio_robot.utils.logging import get_logger
 
-log = get_logger(__name__)
+log = get_logger("pixio_robot.rl")
 ALGOS = ("ppo", "sac")
 OBS_MODES = ("pixels", "state")
 # Replay buffers hold uint8 frames; 1M of them (SB3's default) would not fit in memory.

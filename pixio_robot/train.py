@@ -26,7 +26,7 @@ from omegaconf import MISSING
 from pixio_robot.policies.encoder_adapter import AdapterConfig
 from pixio_robot.utils.logging import get_logger
 
-log = get_logger(__name__)
+log = get_logger("pixio_robot.train")
 
 
 @dataclass
