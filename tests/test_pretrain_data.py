@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pixio_robot.pretrain.config import CurationConfig, DataConfig, SourceConfig
@@ -224,3 +225,14 @@ def test_lerobot_frames_source(tmp_path):
         build_sources({"lr": SourceConfig(type="lerobot", path=str(tmp_path))})
     batch = take(stream_of({"lr": SourceConfig(type="lerobot", path=str(root))}, batch=6), 1)[0]
     assert batch["images"].shape == (6, 3, 32, 32) and len(set(batch["ids"])) == 6
+
+
+def test_lane_tracker_saves_own_lanes_and_handles_new_layouts():
+    from pixio_robot.pretrain.stream import LaneTracker
+
+    saved = {"num_lanes": 4, "states": {"0": [40], "1": [41], "2": [42], "3": [43]}}
+    t = LaneTracker(4, 0, saved)  # rank 1 of 2 with 2 workers owns lanes 2 and 3
+    t.update({"lane": 3, "state": torch.tensor([47]), "stats": torch.zeros(8, dtype=torch.int64)})
+    assert t.state_dict(rank=1, world_size=2)["states"] == {"2": [42], "3": [47]}
+    other = LaneTracker(2, 0, saved)  # another layout: continue after the furthest position
+    assert other.restarted and other.states == {0: [43], 1: [44]}

@@ -224,5 +224,9 @@ class LaneTracker:
         for k, v in zip(STAT_KEYS, batch["stats"].tolist()):
             self.totals[k] += v
 
-    def state_dict(self) -> dict:
-        return {"num_lanes": self.num_lanes, "states": {str(k): v for k, v in sorted(self.states.items())}}
+    def state_dict(self, rank: int = 0, world_size: int = 1) -> dict:
+        """Positions of this rank's lanes (lane // lanes-per-rank == rank): the other ranks' entries
+        may be stale copies from the checkpoint this run resumed from."""
+        per_rank = max(self.num_lanes // world_size, 1)
+        own = {str(k): v for k, v in sorted(self.states.items()) if k // per_rank == rank}
+        return {"num_lanes": self.num_lanes, "states": own}

@@ -221,7 +221,7 @@ def _recon(raw, engine: Engine, batch: dict, cfg: PretrainConfig, run_dir: Path,
 def _checkpoint(ckpt_root: Path, step: int, model, raw, optimizer, tracker: LaneTracker, cfg: PretrainConfig,
                 loss_start: float | None) -> None:
     lanes: dict[str, list[int]] = {}
-    for part in _gather(tracker.state_dict()["states"]):
+    for part in _gather(tracker.state_dict(udist.rank(), udist.world_size())["states"]):
         lanes.update(part)
     data = {"num_lanes": tracker.num_lanes, "states": lanes}
     rngs = _gather(rng_state())
