@@ -117,6 +117,23 @@ def _train_config(cfg: BenchmarkConfig, cell: Cell, enc: EncoderSpec, root: Path
         run_dir=str(run_dir), tensorboard=cfg.tensorboard, progress=cfg.progress)
 
 
+def cell_fingerprint(cfg: BenchmarkConfig, cell: Cell) -> str:
+    """Digest of what decides a cell's result: the suite protocol and the encoder spec (not the
+    run-time knobs such as n_envs or vector_mode)."""
+    import dataclasses
+    import hashlib
+
+    enc = {e.label: e for e in cfg.encoders}[cell.encoder]
+    weights = []  # a checkpoint re-written at the same path (e.g. longer pretraining) is another encoder
+    if enc.path:
+        p = Path(enc.path).expanduser()
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p] if p.exists() else []
+        weights = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    blob = json.dumps({"suite": dataclasses.asdict(cfg.suite), "encoder": dataclasses.asdict(enc),
+                       "weights": weights, "cell": dataclasses.asdict(cell)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def run_cell(cfg: BenchmarkConfig, cell: Cell) -> dict:
     """Demos -> feature cache + training with periodic rollouts -> best and final scores."""
     from pixio_robot.train import run_train
@@ -153,7 +170,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     if not cfg.report_only:
         log.info("benchmark %s: %d cells (%d tasks x %d encoders x %d seeds) -> %s", cfg.suite.name, len(cells),
                  len(cfg.tasks or cfg.suite.tasks), len(cfg.encoders), len(cfg.seeds or cfg.suite.seeds), out)
-        run_grid(todo, lambda c: run_cell(cfg, c), out, force=cfg.force)
+        run_grid(todo, lambda c: run_cell(cfg, c), out, force=cfg.force,
+                 fingerprint=lambda c: cell_fingerprint(cfg, c))
     records = collect_records(out, cells)
     n_done = sum(r.get("status") == "done" for r in records)
     summary = {"output_dir": str(out), "cells": len(cells), "done": n_done,

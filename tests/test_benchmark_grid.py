@@ -48,6 +48,22 @@ def test_resume_skips_done_and_retries_failed(tmp_path):
     assert ran == [cells[0].key]
 
 
+def test_changed_settings_rerun_the_cell(tmp_path):
+    cells = make_cells(["t"], ["e"], [1, 2])
+    ran = []
+
+    def cell_fn(c):
+        ran.append(c.key)
+        return fake_result(Cell(c.task, "pixio", c.seed))
+
+    run_grid(cells, cell_fn, tmp_path, fingerprint=lambda c: "protocol-a")
+    run_grid(cells, cell_fn, tmp_path, fingerprint=lambda c: "protocol-a")
+    assert len(ran) == 2  # same settings: skipped
+    run_grid(cells, cell_fn, tmp_path, fingerprint=lambda c: "protocol-b" if c.seed == 2 else "protocol-a")
+    assert ran[2:] == [cells[1].key]
+    assert json.loads(cell_path(tmp_path, cells[1]).read_text())["fingerprint"] == "protocol-b"
+
+
 def test_bad_grid_messages():
     with pytest.raises(ValueError, match="empty grid"):
         make_cells([], ["a"], [1])

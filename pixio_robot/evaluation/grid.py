@@ -70,18 +70,27 @@ def is_done(results_dir: str | Path, cell: Cell) -> bool:
 
 
 def run_grid(cells: list[Cell], run_cell: Callable[[Cell], dict], results_dir: str | Path, *,
-             force: bool = False, raise_errors: bool = False) -> list[dict]:
-    """Run every cell not already done; return all cell records (done, failed or skipped-done)."""
+             force: bool = False, raise_errors: bool = False,
+             fingerprint: Callable[[Cell], str] | None = None) -> list[dict]:
+    """Run every cell not already done; return all cell records (done, failed or skipped-done).
+
+    `fingerprint(cell)` digests the settings that change a cell's result (suite protocol, encoder
+    weights reference, ...): a finished cell recorded under another fingerprint is run again.
+    """
     records = []
     for i, cell in enumerate(cells):
         prev = load_cell(results_dir, cell)
+        fp = fingerprint(cell) if fingerprint else None
         if prev and prev.get("status") == "done" and not force:
-            log.info("[%d/%d] %s: done already, skipped", i + 1, len(cells), cell.key)
-            records.append(prev)
-            continue
+            if fp is None or prev.get("fingerprint") == fp:
+                log.info("[%d/%d] %s: done already, skipped", i + 1, len(cells), cell.key)
+                records.append(prev)
+                continue
+            log.warning("[%d/%d] %s: finished with other settings (fingerprint %s, now %s): running again",
+                        i + 1, len(cells), cell.key, prev.get("fingerprint"), fp)
         log.info("[%d/%d] %s: running", i + 1, len(cells), cell.key)
         t0 = time.perf_counter()
-        rec = {**asdict(cell), "key": cell.key}
+        rec = {**asdict(cell), "key": cell.key, **({"fingerprint": fp} if fp else {})}
         try:
             rec.update(run_cell(cell))
             rec["status"] = "done"
