@@ -157,3 +157,30 @@ def test_journal_without_crash_is_a_no_op(tmp_path):
     assert recover_journal(tmp_path / "ds")
     assert not (tmp_path / "ds" / "data" / "chunk-000" / "file-009.parquet").exists()
     assert open_dataset(tmp_path / "ds").num_frames == 3
+
+
+def test_load_frames_reads_files_holding_several_episodes(tmp_path):
+    """Datasets written by lerobot in one session (e.g. from the hub) pack episodes into one mp4;
+    load_frames must cut them at the right frames and match lerobot's decoder."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    feats = demo_features((24, 32), 3, 2)
+    feats["observation.images.top"] = feats.pop("observation.image")
+    ds = LeRobotDataset.create("local/packed", 10, feats, root=tmp_path / "ds", use_videos=True, vcodec="h264")
+    for e, n in enumerate([4, 7, 5]):
+        for t in range(n):
+            ds.add_frame({"observation.images.top": np.full((24, 32, 3), 20 * t + 60 * e, np.uint8),
+                          "observation.state": np.full(3, e, np.float32), "action": np.zeros(2, np.float32),
+                          "next.reward": np.zeros(1, np.float32), "next.success": np.array([False]),
+                          "next.done": np.array([False]), "task": "x"})
+        ds.save_episode()
+    ds.finalize()
+    lr = open_dataset(tmp_path / "ds")
+    assert set(lr.meta.episodes["videos/observation.images.top/file_index"]) == {0}  # one file, 3 episodes
+    images, states, _, ep = load_frames(tmp_path / "ds")
+    ref = np.stack([np.round(lr[i]["observation.images.top"].numpy().transpose(1, 2, 0) * 255) for i in range(16)])
+    np.testing.assert_array_equal(images, ref)
+    np.testing.assert_array_equal(states[:, 0], ep)
+    np.testing.assert_array_equal(load_frames(tmp_path / "ds", episodes=[1])[0], ref[4:11])
+    with pytest.raises(KeyError, match="cameras"):
+        load_frames(tmp_path / "ds", image_key="observation.image")
