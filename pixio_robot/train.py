@@ -161,8 +161,13 @@ def run_train(cfg: TrainConfig) -> dict:
     from pixio_robot.utils.run import prepare_run_dir
     from pixio_robot.utils.seed import seed_everything
 
-    if cfg.policy is MISSING or cfg.policy is None or isinstance(cfg.policy, str):
-        raise ValueError("cfg.policy must be a policy config (MLPConfig or ACTConfig); with hydra pick policy=mlp|act")
+    if cfg.policy is MISSING or cfg.policy is None:
+        from pixio_robot.policies import MLPConfig
+
+        cfg.policy = MLPConfig()  # the CortexBench head
+    if not hasattr(cfg.policy, "type"):
+        raise ValueError(f"cfg.policy must be a policy config (MLPConfig or ACTConfig), got {cfg.policy!r}; with "
+                         "hydra pick policy=mlp|act")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     t_start = time.perf_counter()
