@@ -41,6 +41,7 @@ class EvaluateConfig:
     vector_mode: str = "subproc"  # subproc: one process per env (rendering in parallel); serial
     stop_on_success: bool = False
     device: str = "cpu"
+    num_threads: int | None = None  # torch threads of the policy process (1 suits 2 cores + env workers)
     progress: bool = True
     output_dir: str | None = None  # default: the hydra run dir (runs/evaluate/<timestamp>)
 
@@ -90,6 +91,10 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict
     from pixio_robot.utils.run import prepare_run_dir
 
     policy_dir = Path(cfg.policy)
+    if cfg.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.num_threads)
     if not policy_dir.exists():
         raise FileNotFoundError(f"policy directory {policy_dir} does not exist: pass policy=<dir written by "
                                 "`python -m pixio_robot.train` (holds model.safetensors + config.json)>")
