@@ -30,9 +30,18 @@ def test_expert_noise_changes_actions_and_needs_full_state():
     env.close()
 
 
+def test_aloha_transfer_cube_scripted_expert_hands_the_cube_over():
+    r = measure_expert("lerobot/aloha-transfer-cube", 2, seed=0)
+    assert r["successes"] == 2 and 150 < r["mean_steps_to_success"] < 400  # left gripper reaches it at ~210
+    with pytest.raises(ValueError, match="full_state"):
+        make_expert("lerobot/aloha-transfer-cube").act({}, {})
+
+
 def test_no_scripted_expert_says_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="pixio_robot.rl"):
         make_expert("dmc/walker-walk")
+    with pytest.raises(ValueError, match="Scripted experts"):
+        make_expert("lerobot/aloha-insertion")
     with pytest.raises(FileNotFoundError, match="pixio_robot.rl"):
         make_expert("dmc/walker-walk", path=tmp_path / "missing.zip")
     (tmp_path / "bad.zip").write_bytes(b"not a zip")

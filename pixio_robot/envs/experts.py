@@ -1,4 +1,5 @@
-"""Experts that produce demonstrations: MetaWorld's scripted policies and SB3 `.zip` agents.
+"""Experts that produce demonstrations: MetaWorld's scripted policies, a scripted ALOHA
+transfer-cube expert (:mod:`pixio_robot.envs.aloha_expert`) and SB3 `.zip` agents.
 
 ``make_expert(env_name, **kw)`` returns an object with ``reset()`` and
 ``act(obs, info) -> np.ndarray`` where `obs` is the Dict observation of ``make_env`` and `info`
@@ -106,16 +107,22 @@ class SB3Expert:
 def make_expert(env_name: str, *, path: str | Path | None = None, algo: str | None = None, **kw):
     """The expert for `env_name`: an SB3 agent when `path` is given, else the scripted one.
 
-    Scripted experts exist for every ``metaworld/*`` task. For ``dmc/*``, ``gym/*`` and
-    ``lerobot/*`` train an agent with ``python -m pixio_robot.rl`` and pass its `.zip` as `path`
-    (PushT / ALOHA demonstrations usually come from LeRobot's human datasets by hub id).
+    Scripted experts exist for every ``metaworld/*`` task and ``lerobot/aloha-transfer-cube``.
+    For ``dmc/*``, ``gym/*`` and the other ``lerobot/*`` envs train an agent with
+    ``python -m pixio_robot.rl`` and pass its `.zip` as `path` (PushT / ALOHA insertion
+    demonstrations usually come from LeRobot's human datasets by hub id).
     """
     if path is not None:
         return SB3Expert(path, algo=algo, **kw)
     family, _, task = env_name.partition("/")
     if family == "metaworld":
         return MetaWorldExpert(task, **kw)
-    raise ValueError(f"No scripted expert for {env_name!r}. Scripted experts: metaworld/*. For other envs "
+    if env_name == "lerobot/aloha-transfer-cube":
+        from pixio_robot.envs.aloha_expert import AlohaTransferCubeExpert
+
+        return AlohaTransferCubeExpert(**kw)
+    raise ValueError(f"No scripted expert for {env_name!r}. Scripted experts: metaworld/*, "
+                     "lerobot/aloha-transfer-cube. For other envs "
                      "train one with `python -m pixio_robot.rl` (state observations) and pass "
                      "path='<agent>.zip', or use a LeRobot dataset by hub id.")
 
