@@ -208,3 +208,22 @@ def test_default_quality_is_restorable_and_differs(closing):
     assert slow.unwrapped.model.vis.quality.shadowsize > 0 and fast.unwrapped.model.vis.quality.shadowsize == 0
     a, b = fast.reset(seed=0)[0]["pixels"], slow.reset(seed=0)[0]["pixels"]
     assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_missing_simulator_says_what_to_install(monkeypatch):
+    from pixio_robot.envs import registry
+
+    def broken():
+        raise ImportError("No module named 'dm_control'")
+
+    monkeypatch.setitem(registry.FAMILIES, "dmc", registry.Family(broken, registry._dmc_build, lambda t: 1000))
+    registry._family_names.cache_clear()
+    try:
+        assert not list_envs("dmc/*") and list_envs("metaworld/*")
+        with pytest.raises(ImportError, match="dm_control"):
+            make_env("dmc/walker-walk")
+    finally:
+        monkeypatch.undo()
+        registry._family_names.cache_clear()
+        registry._UNAVAILABLE.clear()
+    assert list_envs("dmc/walker-walk") == ["dmc/walker-walk"]

@@ -95,17 +95,21 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+_UNAVAILABLE: dict[str, str] = {}  # family -> why its simulator cannot be imported
+
+
 @functools.cache
 def _family_names(family: str) -> tuple[str, ...]:
     try:
         return tuple(f"{family}/{t}" for t in FAMILIES[family].names())
     except ImportError as exc:  # an optional simulator is missing: list nothing, say why on use
-        return (f"{family}/<unavailable: {exc}>",)
+        _UNAVAILABLE[family] = str(exc)
+        return ()
 
 
 def list_envs(pattern: str = "*") -> list[str]:
     """Known env names matching a glob `pattern` (e.g. ``"metaworld/*"``), sorted."""
-    names = [n for fam in FAMILIES for n in _family_names(fam) if "<unavailable" not in n]
+    names = [n for fam in FAMILIES for n in _family_names(fam)]
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
@@ -126,6 +130,9 @@ def parse_name(name: str) -> tuple[str, str]:
     if not isinstance(name, str) or "/" not in name:
         raise _unknown(str(name))
     family, task = name.split("/", 1)
+    if family in FAMILIES and not _family_names(family) and family in _UNAVAILABLE:
+        raise ImportError(f"{name}: the {family} simulator cannot be imported ({_UNAVAILABLE[family]}). "
+                          "Install the project's pinned dependencies (see pyproject.toml).")
     if family not in FAMILIES or name not in _family_names(family):
         raise _unknown(name)
     return family, task
