@@ -227,3 +227,19 @@ def test_missing_simulator_says_what_to_install(monkeypatch):
         registry._family_names.cache_clear()
         registry._UNAVAILABLE.clear()
     assert list_envs("dmc/walker-walk") == ["dmc/walker-walk"]
+
+
+def test_setup_gl_falls_back_and_names_packages(monkeypatch):
+    from pixio_robot.envs import rendering
+
+    real_probe = rendering._probe
+    monkeypatch.setenv("PYOPENGL_PLATFORM", os.environ.get("PYOPENGL_PLATFORM", "egl"))  # restored after
+    assert real_probe("egl") is None  # the real check: EGL works on this machine
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setattr(rendering, "_probe", lambda b: None if b == "osmesa" else "eglInitialize failed")
+    assert rendering.setup_gl() == "osmesa" and os.environ["MUJOCO_GL"] == "osmesa"
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setattr(rendering, "_probe", lambda b: f"{b} missing")
+    with pytest.raises(RuntimeError, match="libosmesa6") as exc:
+        rendering.setup_gl()
+    assert "libegl1" in str(exc.value) and "egl (egl missing)" in str(exc.value)
