@@ -3,8 +3,10 @@
     MUJOCO_GL=egl python benchmarks/bench_envs.py                 # all families, ~3-5 min on 2 cores
     python benchmarks/bench_envs.py --families metaworld dmc --sizes 84 --seconds 1
 
-Each cell steps one env with random actions for `--seconds` (after a warm-up reset and step)
-and prints steps/s; ratios compare fast vs default quality and N vectorised envs vs one.
+Each cell steps one env with random actions (after a warm-up reset and step) and prints
+steps/s: the fast and default-quality envs run in alternating windows (`--repeats`, median) so
+that a shared machine's load hits both alike; ratios compare fast vs default quality and N
+vectorised envs vs one.
 The machine may be shared: compare the figures of one run with each other.
 """
 
@@ -31,12 +33,16 @@ FAMILIES = {
 }
 
 
+def warm_up(env) -> None:
+    """Reset and take one step: the first render builds the GL context."""
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+
+
 def steps_per_s(env, seconds: float, max_steps: int = 5000) -> float:
-    """Random-action steps/s of a single env (resets at episode ends count as time, not steps)."""
+    """Random-action steps/s of a warmed-up env over one window (episode resets count as time)."""
     rng = np.random.default_rng(0)
     low, high = env.action_space.low, env.action_space.high
-    env.reset(seed=0)
-    env.step(rng.uniform(low, high).astype(np.float32))  # warm-up: first render builds the GL context
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds and n < max_steps:
         _, _, term, trunc, _ = env.step(rng.uniform(low, high).astype(np.float32))
@@ -46,28 +52,51 @@ def steps_per_s(env, seconds: float, max_steps: int = 5000) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def vec_steps_per_s(name: str, n: int, size: int, seconds: float, vectorization: str) -> float:
-    """Env steps/s (summed over envs) of a gymnasium VectorEnv of `n` copies."""
-    venv = make_vec_env(name, n, seed=0, image_size=size, vectorization=vectorization)
+def paired_rates(envs: dict, seconds: float, repeats: int) -> dict:
+    """Median steps/s of each env over `repeats` windows taken in turn (A B A B ...), so that
+    the load of a shared machine hits every variant alike."""
+    for env in envs.values():
+        warm_up(env)
+    rates: dict = {k: [] for k in envs}
+    for _ in range(repeats):
+        for k, env in envs.items():
+            rates[k].append(steps_per_s(env, seconds / repeats))
+    return {k: float(np.median(v)) for k, v in rates.items()}
+
+
+def vec_rates(name: str, n: int, size: int, seconds: float, repeats: int) -> dict:
+    """Env steps/s (summed over envs) of 1 env, `n` envs stepped in this process (sync) and `n`
+    envs in worker processes (async), measured in alternating windows (median)."""
+    venvs = {"one": make_vec_env(name, 1, seed=0, image_size=size),
+             "sync": make_vec_env(name, n, seed=0, image_size=size),
+             "async": make_vec_env(name, n, seed=0, image_size=size, vectorization="async")}
+    rng = np.random.default_rng(0)
+    rates: dict = {k: [] for k in venvs}
     try:
-        rng = np.random.default_rng(0)
-        space = venv.single_action_space
-        venv.reset(seed=0)
-        venv.step(rng.uniform(space.low, space.high, (n, *space.shape)).astype(np.float32))
-        k, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            venv.step(rng.uniform(space.low, space.high, (n, *space.shape)).astype(np.float32))
-            k += 1
-        return k * n / (time.perf_counter() - t0)
+        for v in venvs.values():
+            v.reset(seed=0)
+        for _ in range(repeats):
+            for k, v in venvs.items():
+                space, m = v.single_action_space, v.num_envs
+                actions = rng.uniform(space.low, space.high, (64, m, *space.shape)).astype(np.float32)
+                v.step(actions[0])
+                steps, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds / repeats:
+                    v.step(actions[(steps // m) % 64])
+                    steps += m
+                rates[k].append(steps / (time.perf_counter() - t0))
     finally:
-        venv.close()
+        for v in venvs.values():
+            v.close()
+    return {k: float(np.median(r)) for k, r in rates.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ap.add_argument("--sizes", nargs="+", type=int, default=[84, 128, 224])
-    ap.add_argument("--seconds", type=float, default=2.0, help="timing window per cell")
+    ap.add_argument("--seconds", type=float, default=3.0, help="timing per cell and variant")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating windows per cell (median)")
     ap.add_argument("--n-envs", type=int, default=2, help="N of the vectorised comparison")
     ap.add_argument("--vec-size", type=int, default=128)
     ap.add_argument("--json", default=None, help="also write the figures here")
@@ -80,13 +109,12 @@ def main() -> None:
     for fam in args.families:
         name = FAMILIES[fam]
         env = make_env(name, pixels=False)
-        phys = steps_per_s(env, args.seconds / 2)
+        phys = paired_rates({"state": env}, args.seconds / 2, 1)["state"]
         env.close()
         for size in args.sizes:
-            rates = {}
-            for quality in ("fast", "default"):
-                env = make_env(name, image_size=size, render_quality=quality)
-                rates[quality] = steps_per_s(env, args.seconds)
+            envs = {q: make_env(name, image_size=size, render_quality=q) for q in ("fast", "default")}
+            rates = paired_rates(envs, args.seconds, args.repeats)
+            for env in envs.values():
                 env.close()
             ratio = rates["fast"] / rates["default"]
             print(f"| {fam} | {name} | {size} | {phys:.0f} | {rates['fast']:.1f} | {rates['default']:.1f} | "
@@ -100,12 +128,10 @@ def main() -> None:
     out["vector"] = []
     for fam in args.families:
         name = FAMILIES[fam]
-        one = vec_steps_per_s(name, 1, args.vec_size, args.seconds, "sync")
-        sync = vec_steps_per_s(name, args.n_envs, args.vec_size, args.seconds, "sync")
-        asyn = vec_steps_per_s(name, args.n_envs, args.vec_size, args.seconds, "async")
+        r = vec_rates(name, args.n_envs, args.vec_size, args.seconds, args.repeats)
+        one, sync, asyn = r["one"], r["sync"], r["async"]
         print(f"| {fam} | {args.vec_size} | {one:.1f} | {sync:.1f} | {asyn:.1f} | {asyn / one:.2f}x |", flush=True)
-        out["vector"].append({"family": fam, "size": args.vec_size, "one": one, "sync": sync, "async": asyn,
-                              "n_envs": args.n_envs})
+        out["vector"].append({"family": fam, "size": args.vec_size, "n_envs": args.n_envs, **r})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
