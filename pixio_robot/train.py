@@ -49,9 +49,9 @@ class OptimConfig:
 
 @dataclass
 class EvalConfig:
-    env_name: str | None = None  # make_env name; null: no rollouts
+    env_name: str | None = None  # make_env name; null: the env recorded by pixio_robot.collect, else none
     every_epochs: int = 5  # rollouts every N epochs (and after the last); 0: only after the last
-    n_episodes: int = 25
+    n_episodes: int = 25  # 0: no rollouts
     n_envs: int = 5
     seed: int = 100
     image_size: int | None = None  # env render size (default: the dataset's frame size)
@@ -140,7 +140,7 @@ def _val_loss(policy, batcher, rows: np.ndarray, batch_size: int, device) -> flo
 
 def _rollouts(policy, cfg: TrainConfig, spec) -> dict | None:
     e = cfg.eval
-    if not e.env_name:
+    if not e.env_name or e.n_episodes < 1:
         return None
     from pixio_robot.evaluation import evaluate_policy
 
@@ -150,6 +150,22 @@ def _rollouts(policy, cfg: TrainConfig, spec) -> dict | None:
                           vector_mode=e.vector_mode, env_options=dict(e.env_options))
     policy.train()
     return res.summary()
+
+
+def _defaults_from_collection(cfg: TrainConfig, root) -> None:
+    """Datasets written by `python -m pixio_robot.collect` record their env and camera: use them
+    for rollouts when `eval.env_name` / `eval.camera` are left null."""
+    try:
+        from pixio_robot.data.lerobot_io import read_collect_info
+
+        info = read_collect_info(root)
+    except (ImportError, OSError, ValueError):
+        return
+    if cfg.eval.env_name is None and info.get("env"):
+        cfg.eval.env_name = info["env"]
+        log.info("train: rollouts in %s (the env the demos were collected in)", cfg.eval.env_name)
+    if cfg.eval.camera is None and info.get("camera"):
+        cfg.eval.camera = info["camera"]
 
 
 def run_train(cfg: TrainConfig) -> dict:
@@ -177,6 +193,7 @@ def run_train(cfg: TrainConfig) -> dict:
     device = resolve_device(cfg.device)
 
     demo = load_demos(cfg.dataset.root, cfg.dataset.repo_id, cfg.dataset.image_key)
+    _defaults_from_collection(cfg, demo.dataset.root)
     spec = PolicySpec(state_dim=demo.states.shape[1], action_dim=demo.actions.shape[1], stats=demo.stats(),
                       env_name=cfg.eval.env_name, image_size=int(demo.image_shape[0]), camera=cfg.eval.camera,
                       image_key=demo.image_key, fps=demo.fps)

@@ -114,12 +114,14 @@ def _reacher_dataset(root: Path, n_episodes=2, length=12) -> Path:
 
 
 def test_periodic_rollouts_record_best_and_final_success(tmp_path):
+    from pixio_robot.data.lerobot_io import write_collect_info
     from pixio_robot.policies import load_policy
     from pixio_robot.train import run_train
 
     root = _reacher_dataset(tmp_path / "reacher")
+    write_collect_info(root, {"env": "gym/Reacher-v5", "camera": None})  # as pixio_robot.collect records it
     res = run_train(compose(f"dataset.root={root}", "optim.epochs=4", "optim.batch_size=8",
-                            "eval.env_name=gym/Reacher-v5", "eval.every_epochs=2", "eval.n_episodes=2",
+                            "eval.every_epochs=2", "eval.n_episodes=2",
                             "eval.n_envs=2", "eval.max_episode_steps=8", f"cache_dir={tmp_path / 'cache'}",
                             f"run_dir={tmp_path / 'run'}", "progress=false"))
     evals = [h for h in res["history"] if "success" in h]
