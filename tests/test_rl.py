@@ -113,3 +113,12 @@ def test_rl_configs_compose():
             compose("config", overrides=["algoo=sac"])
     with pytest.raises(ValueError, match="algo='a2c'"):
         RLConfig(algo="a2c")
+
+
+def test_finetuned_extractor_trains_the_encoder(tmp_path):
+    from pixio_robot.policies import AdapterConfig
+    from pixio_robot.rl import run_rl
+
+    res = run_rl(_cfg(tmp_path, "ppo", total_timesteps=128, eval_every=0, checkpoint_every=0, eval_episodes=1,
+                      encoder=AdapterConfig(image_size=32, mode="last_k", last_k=1)))
+    assert res["encoder_digest_before"] != res["encoder_digest_after"]
