@@ -73,9 +73,13 @@ def main() -> None:
 
     project(), reference()  # warm-up
     p, r = [], []
-    for _ in range(args.rounds):
-        p.append(project())
-        r.append(reference())
+    for i in range(args.rounds):  # alternate which goes first, against drifting machine load
+        if i % 2:
+            r.append(reference())
+            p.append(project())
+        else:
+            p.append(project())
+            r.append(reference())
     pm, rm = statistics.median(p), statistics.median(r)
     print(f"{args.model} {args.img}px batch {args.batch}, {torch.get_num_threads()} thread(s), median of {args.rounds}:")
     print(f"  project engine step : {pm:7.1f} images/s")
