@@ -171,7 +171,7 @@ def build_backbone(c: AdapterConfig) -> Backbone:
         return PixioBackbone(load_encoder(path))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(c.init_seed)
-        if c.source == "pixio":
+        if c.source == "pixio" or c.name.startswith("pixio_vit"):  # timm's pixio_* entries are ours
             from pixio_robot.models import create_model
 
             enc = create_model(c.name)
@@ -186,7 +186,7 @@ def build_backbone(c: AdapterConfig) -> Backbone:
 
         try:
             model = timm.create_model(c.name, pretrained=False, num_classes=0)
-        except RuntimeError as e:
+        except (RuntimeError, TypeError) as e:
             raise ValueError(f"timm does not know model {c.name!r}: {e}") from e
     if c.path:
         _load_timm_weights(model, Path(c.path).expanduser())
