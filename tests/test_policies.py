@@ -182,3 +182,22 @@ def test_act_encodes_once_per_executed_chunk():
     policy.reset()
     policy.select_action(obs)
     assert len(calls) == 4  # reset drops the queue
+
+
+def test_act_temporal_ensembling_matches_weighted_mean():
+    cfg = ACTConfig(chunk_size=3, n_action_steps=1, d_model=32, dim_feedforward=64, temporal_ensemble_coeff=0.5)
+    policy = make_policy("act", cfg, AdapterConfig(), SPEC).eval()
+    chunks = [torch.randn(2, 3, 2) for _ in range(3)]
+    it = iter(chunks)
+    policy.predict = lambda frames, state: next(it)  # scripted chunks (normalised units)
+    policy.reset()
+    obs = {"observation.image": _images(2), "observation.state": torch.zeros(2, 4)}
+    got = [policy.select_action(obs) for _ in range(3)]
+    un = policy.unnormalize_action
+    w = torch.exp(-0.5 * torch.arange(3.0))  # oldest prediction first
+    torch.testing.assert_close(got[0], un(chunks[0])[:, 0])
+    torch.testing.assert_close(got[1], (w[0] * un(chunks[0])[:, 1] + w[1] * un(chunks[1])[:, 0]) / w[:2].sum())
+    expect = (w[0] * un(chunks[0])[:, 2] + w[1] * un(chunks[1])[:, 1] + w[2] * un(chunks[2])[:, 0]) / w.sum()
+    torch.testing.assert_close(got[2], expect)
+    with pytest.raises(ValueError, match="n_action_steps=1"):
+        ACTConfig(n_action_steps=2, temporal_ensemble_coeff=0.01)

@@ -43,6 +43,8 @@ class ACTPolicy(PixioPolicy):
                                              norm=nn.LayerNorm(c.d_model))
         self.action_head = nn.Linear(c.d_model, spec.action_dim)
         self._queue: torch.Tensor | None = None  # (B, k, A) actions still to execute
+        self._ens: torch.Tensor | None = None  # (B, C, A) running weighted mean for the next C steps
+        self._ens_count: torch.Tensor | None = None  # (C,) predictions averaged into each step
 
     def frame_repr(self, features: torch.Tensor) -> torch.Tensor:
         return features if self.token_mode else self.adapter.head(features)
@@ -50,6 +52,24 @@ class ACTPolicy(PixioPolicy):
     def reset(self) -> None:
         super().reset()
         self._queue = None
+        self._ens = self._ens_count = None
+
+    def _ensemble(self, chunk: torch.Tensor) -> torch.Tensor:
+        """Fold a new chunk [B,C,A] into the running means; pop and return this step's action."""
+        c = chunk.shape[1]
+        w = torch.exp(-self.config.temporal_ensemble_coeff * torch.arange(c, device=chunk.device))  # (C,)
+        cum = w.cumsum(0)  # cum[n-1]: total weight of n predictions
+        if self._ens is None or self._ens.shape[0] != chunk.shape[0]:
+            self._ens, self._ens_count = chunk.clone(), torch.ones(c, dtype=torch.long, device=chunk.device)
+        else:
+            n = self._ens_count  # (C-1,) predictions already averaged into the overlapping steps
+            old = self._ens * cum[n - 1][None, :, None]
+            new = (old + chunk[:, :-1] * w[n][None, :, None]) / cum[n][None, :, None]
+            self._ens = torch.cat([new, chunk[:, -1:]], dim=1)
+            self._ens_count = torch.cat([(n + 1).clamp_max(c), n.new_ones(1)])
+        action = self._ens[:, 0]
+        self._ens, self._ens_count = self._ens[:, 1:], self._ens_count[1:]
+        return action
 
     def predict(self, frames: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
         """frames [B,1,N,D] (tokens) or [B,1,E]; state [B,S] -> normalised actions [B,chunk,A]."""
@@ -81,12 +101,14 @@ class ACTPolicy(PixioPolicy):
         """Pop the next queued action; encode the observation only when a new chunk is needed."""
         img = torch.as_tensor(batch[OBS_IMAGE])
         b = 1 if img.ndim == 3 else img.shape[0]
-        if self._queue is not None and self._queue.shape[1] > 0 and self._queue.shape[0] == b:
+        if self.config.temporal_ensemble_coeff is None and self._queue is not None and self._queue.shape[1] > 0 and self._queue.shape[0] == b:
             action, self._queue = self._queue[:, 0], self._queue[:, 1:]
             return action
         return super().select_action(batch)
 
     def act(self, frames: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
+        if self.config.temporal_ensemble_coeff is not None:
+            return self._ensemble(self.unnormalize_action(self.predict(frames, state)))
         b = frames.shape[0]
         if self._queue is None or self._queue.shape[1] == 0 or self._queue.shape[0] != b:
             chunk = self.unnormalize_action(self.predict(frames, state))  # (B, chunk, A)
