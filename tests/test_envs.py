@@ -237,9 +237,10 @@ def test_setup_gl_falls_back_and_names_packages(monkeypatch):
     assert real_probe("egl") is None  # the real check: EGL works on this machine
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     monkeypatch.setattr(rendering, "_probe", lambda b: None if b == "osmesa" else "eglInitialize failed")
-    assert rendering.setup_gl() == "osmesa" and os.environ["MUJOCO_GL"] == "osmesa"
+    with pytest.warns(RuntimeWarning, match="imported before"):  # mujoco is loaded in this process
+        assert rendering.setup_gl() == "osmesa" and os.environ["MUJOCO_GL"] == "osmesa"
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     monkeypatch.setattr(rendering, "_probe", lambda b: f"{b} missing")
-    with pytest.raises(RuntimeError, match="libosmesa6") as exc:
+    with pytest.raises(RuntimeError, match="libosmesa6") as exc, pytest.warns(RuntimeWarning):
         rendering.setup_gl()
     assert "libegl1" in str(exc.value) and "egl (egl missing)" in str(exc.value)
