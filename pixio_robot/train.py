@@ -66,7 +66,7 @@ class EvalConfig:
 class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     encoder: AdapterConfig = field(default_factory=AdapterConfig)
-    policy: Any = MISSING  # MLPConfig | ACTConfig (group `policy`)
+    policy: Any = MISSING  # MLPConfig | ACTConfig | DiffusionConfig (group `policy`)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cache_dir: str = "~/.cache/pixio_robot/features"
@@ -89,15 +89,16 @@ class TrainConfig:
 
 
 def register_configs() -> None:
-    """Schemas in hydra's ConfigStore: `train_schema`, `policy/{mlp,act}_schema`."""
+    """Schemas in hydra's ConfigStore: `train_schema`, `policy/{mlp,act,diffusion}_schema`."""
     from hydra.core.config_store import ConfigStore
 
-    from pixio_robot.policies import ACTConfig, MLPConfig
+    from pixio_robot.policies import ACTConfig, DiffusionConfig, MLPConfig
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="policy", name="mlp_schema", node=MLPConfig)
     cs.store(group="policy", name="act_schema", node=ACTConfig)
+    cs.store(group="policy", name="diffusion_schema", node=DiffusionConfig)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -182,8 +183,8 @@ def run_train(cfg: TrainConfig) -> dict:
 
         cfg.policy = MLPConfig()  # the CortexBench head
     if not hasattr(cfg.policy, "type"):
-        raise ValueError(f"cfg.policy must be a policy config (MLPConfig or ACTConfig), got {cfg.policy!r}; with "
-                         "hydra pick policy=mlp|act")
+        raise ValueError(f"cfg.policy must be a policy config (MLPConfig, ACTConfig, DiffusionConfig), got "
+                         f"{cfg.policy!r}; with hydra pick policy=mlp|act|diffusion")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     t_start = time.perf_counter()

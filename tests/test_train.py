@@ -154,3 +154,17 @@ def test_cli_runs(dataset, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "run" / "policy" / "model.safetensors").exists()
     assert (tmp_path / "run" / "config.yaml").exists() and (tmp_path / "run" / "results.json").exists()
+
+
+def test_diffusion_head_trains_through_hydra(tmp_path):
+    from pixio_robot.policies import load_policy
+    from pixio_robot.train import run_train
+
+    root = make_dataset(tmp_path / "smooth", n_episodes=4, length=10, smooth=True)
+    res = run_train(compose("policy=diffusion", f"dataset.root={root}", "policy.chunk_size=4",
+                            "policy.n_action_steps=2", "policy.hidden_sizes=[128,128]", "optim.epochs=80",
+                            "optim.batch_size=16", f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}",
+                            "progress=false", "tensorboard=false"))
+    first, last = res["history"][0]["train_loss"], res["final_train_loss"]
+    assert last < first / 2, (first, last)
+    assert load_policy(res["policy_dir"]).policy_type == "diffusion"

@@ -3,6 +3,7 @@ I/O and the stable-baselines3 feature extractor (imported lazily: SB3 is only ne
 
 from pixio_robot.policies.act import ACTConfig, ACTPolicy
 from pixio_robot.policies.base import POLICY_REGISTRY, PixioPolicy, PolicySpec, register_policy
+from pixio_robot.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from pixio_robot.policies.encoder_adapter import AdapterConfig, EncoderAdapter, build_adapter
 from pixio_robot.policies.io import PolicyLoadError, load_policy, make_policy, read_policy_config, save_policy
 from pixio_robot.policies.mlp import MLPConfig, MLPPolicy
@@ -11,6 +12,8 @@ __all__ = [
     "ACTConfig",
     "ACTPolicy",
     "AdapterConfig",
+    "DiffusionConfig",
+    "DiffusionPolicy",
     "EncoderAdapter",
     "MLPConfig",
     "MLPPolicy",
