@@ -230,6 +230,8 @@ def test_missing_simulator_says_what_to_install(monkeypatch):
 
 
 def test_setup_gl_falls_back_and_names_packages(monkeypatch):
+    import mujoco  # noqa: F401  (loaded, so setup_gl must warn that the backend is already fixed)
+
     from pixio_robot.envs import rendering
 
     real_probe = rendering._probe
