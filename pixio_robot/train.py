@@ -89,16 +89,18 @@ class TrainConfig:
 
 
 def register_configs() -> None:
-    """Schemas in hydra's ConfigStore: `train_schema`, `policy/{mlp,act,diffusion}_schema`."""
+    """Schemas in hydra's ConfigStore: `train_schema`, `pixio_train_policy/{mlp,act,diffusion}_schema`."""
     from hydra.core.config_store import ConfigStore
 
     from pixio_robot.policies import ACTConfig, DiffusionConfig, MLPConfig
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
-    cs.store(group="policy", name="mlp_schema", node=MLPConfig)
-    cs.store(group="policy", name="act_schema", node=ACTConfig)
-    cs.store(group="policy", name="diffusion_schema", node=DiffusionConfig)
+    # A group of its own: ConfigStore groups are global, and a `policy` group would turn other
+    # apps' `policy=<path>` overrides (python -m pixio_robot.evaluate) into group selections.
+    cs.store(group="pixio_train_policy", name="mlp_schema", node=MLPConfig)
+    cs.store(group="pixio_train_policy", name="act_schema", node=ACTConfig)
+    cs.store(group="pixio_train_policy", name="diffusion_schema", node=DiffusionConfig)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -139,6 +139,12 @@ def test_config_errors_are_clear(dataset, tmp_path):
 
     with pytest.raises(ConfigCompositionException):
         compose("optim.lrr=1")
+    with pytest.raises(ConfigCompositionException):  # policy groups are typed too
+        compose("policy=act", "policy.hidden_sizes=[8]")
+    from pixio_robot.policies import ACTConfig, DiffusionConfig, MLPConfig
+
+    assert [type(compose(f"policy={p}").policy) for p in ("mlp", "act", "diffusion")] == \
+        [MLPConfig, ACTConfig, DiffusionConfig]
     with pytest.raises(ValueError, match="dataset.root"):
         run_train(compose(f"run_dir={tmp_path / 'r'}", "progress=false"))
     with pytest.raises(Exception, match="encoder.embedding='cls'"):
