@@ -71,6 +71,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     cache_dir: str = "~/.cache/pixio_robot/features"
     use_cache: bool = True  # frozen encoder: train from cached features
+    cache_dtype: str = "float32"  # float16 halves the cache (patch tokens of big encoders)
     encode_batch_size: int = 64
     device: str = "auto"  # auto | cpu | cuda[:i]
     seed: int = 0
@@ -202,7 +203,7 @@ def run_train(cfg: TrainConfig) -> dict:
                       image_key=demo.image_key, fps=demo.fps)
     policy = make_policy(cfg.policy.type, cfg.policy, cfg.encoder, spec).to(device)
     source = LeRobotFrames(demo.dataset, demo.image_key)
-    cache = FeatureCache(cfg.cache_dir)
+    cache = FeatureCache(cfg.cache_dir, dtype=cfg.cache_dtype)
     cached = policy.adapter.frozen and cfg.use_cache
     cache_hit = None
     if cached:

@@ -94,3 +94,15 @@ def test_lerobot_video_dataset_frames_and_fingerprint(tmp_path):
     assert directory_fingerprint(root.parent / "other") != fp
     with pytest.raises(KeyError, match="camera key"):
         LeRobotFrames(src.ds, "observation.images.top")
+
+
+def test_float16_cache_is_a_separate_entry(tmp_path):
+    adapter, src = build_adapter(embedding="spatial"), ArrayFrames(_frames(n=4))
+    full, _ = FeatureCache(tmp_path).get(adapter, src, progress=False)
+    half_cache = FeatureCache(tmp_path, dtype="float16")
+    half, hit = half_cache.get(adapter, src, progress=False)
+    assert not hit and half.dtype == np.float16 and full.dtype == np.float32 and half.shape == (4, 16, 32)
+    np.testing.assert_allclose(half.astype(np.float32), full, atol=2e-2, rtol=1e-2)
+    assert half_cache.get(adapter, src, progress=False)[1]
+    with pytest.raises(ValueError, match="float16"):
+        FeatureCache(tmp_path, dtype="int8")

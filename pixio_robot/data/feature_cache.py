@@ -5,7 +5,8 @@ key). Any change to the weights, the resize / normalisation / embedding choice, 
 files gives a new key, so the cache rebuilds itself; a stale entry is never read. Entries are
 written to a temporary folder and renamed into place (a killed build leaves no half entry).
 
-Layout: <cache_dir>/<key>/features.npy (float32 [N, *F], np.load(mmap_mode="r")) + meta.json.
+Layout: <cache_dir>/<key>/features.npy (float32, or float16 with `dtype="float16"` - half the disk
+for patch-token caches; [N, *F], np.load(mmap_mode="r")) + meta.json.
 Decoded frames can be cached the same way (`FeatureCache.frames`, uint8 [N,H,W,3], keyed by
 the dataset only) so fine-tuning and repeated encoder sweeps skip video decoding.
 """
@@ -146,13 +147,15 @@ class LeRobotFrames:
 class FeatureCache:
     """Disk cache of frozen-encoder features (and decoded frames), memory-mapped on read."""
 
-    def __init__(self, cache_dir: str | Path) -> None:
+    def __init__(self, cache_dir: str | Path, dtype: str = "float32") -> None:
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"feature cache dtype must be float32 or float16, got {dtype!r}")
         self.root = Path(cache_dir).expanduser()
+        self.dtype = dtype
 
     # -- keys -----------------------------------------------------------------------------------
-    @staticmethod
-    def key_parts(adapter, source: FrameSource) -> dict:
-        return {"encoder_digest": adapter.encoder_digest(), "preprocessing": adapter.preprocessing_spec(),
+    def key_parts(self, adapter, source: FrameSource) -> dict:
+        return {"dtype": self.dtype, "encoder_digest": adapter.encoder_digest(), "preprocessing": adapter.preprocessing_spec(),
                 "dataset": source.fingerprint(), "n_frames": len(source)}
 
     def key(self, adapter, source: FrameSource) -> str:
@@ -188,7 +191,7 @@ class FeatureCache:
         t0 = time.perf_counter()
 
         def write(tmp: Path) -> None:
-            out = np.lib.format.open_memmap(tmp / FEATURES, mode="w+", dtype=np.float32, shape=shape)
+            out = np.lib.format.open_memmap(tmp / FEATURES, mode="w+", dtype=self.dtype, shape=shape)
             i = 0
             bar = _progress(n, "encoding frames", progress)
             for batch in source.iter_batches(batch_size):
@@ -203,7 +206,7 @@ class FeatureCache:
             del out
 
         try:
-            self._write_entry(key, write, {**parts, "shape": list(shape), "dtype": "float32"})
+            self._write_entry(key, write, {**parts, "shape": list(shape)})
         finally:
             adapter.train(was_training)
         log.info("feature cache built: %d frames in %.1fs -> %s", n, time.perf_counter() - t0, self._entry(key))
