@@ -111,3 +111,29 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     a = load_encoder(full).state_dict()
     b = load_encoder(killed).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_score_then_loss_based_sampling(tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from pixio_robot.pretrain import run_pretrain
+    from pixio_robot.pretrain.config import ScoreConfig
+    from pixio_robot.pretrain.score import run_score
+
+    cfg = cfg_for(tmp_path / "run", "steps=4")
+    run_pretrain(cfg)
+    out = tmp_path / "scores.parquet"
+    summary = run_score(ScoreConfig(checkpoint=str(tmp_path / "run"), output=str(out), data=cfg.data, batch_size=10))
+    table = pq.read_table(out).to_pydict()
+    assert summary["scored"] == len(table["id"]) == 32 and len(set(table["id"])) == 32
+    assert all(i.startswith("sim/gym/Pusher-v5/") for i in table["id"]) and np.isfinite(table["loss"]).all()
+    again = run_score(ScoreConfig(checkpoint=str(tmp_path / "run"), output=str(tmp_path / "b.parquet"),
+                                  data=cfg.data, batch_size=7))
+    assert again["loss_mean"] == pytest.approx(summary["loss_mean"], abs=1e-6)  # independent of batching
+    tau = 2.0 * float(np.mean(table["loss"]))  # keep about half
+    expect = float(np.minimum(np.asarray(table["loss"]) / tau, 1).mean())
+    res = run_pretrain(cfg_for(tmp_path / "curated", "steps=12", "curation=scores", f"curation.scores={out}",
+                               f"curation.tau={tau}"))
+    assert res["curation"]["loss_dropped"] > 0 and res["curation"]["unscored"] == 0
+    assert abs(res["keep_rate"] - expect) < 0.12, (res["keep_rate"], expect)
