@@ -2,10 +2,10 @@
 
 Writing: :class:`DemoWriter` adds whole episodes to a dataset on disk with lerobot 0.4.4
 (``LeRobotDataset.create`` / ``add_frame`` / ``save_episode`` / ``finalize``). Each episode is
-committed on its own (finalize, then the dataset is re-opened in lerobot's resume mode, so each
-episode gets its own parquet / mp4 files and no earlier file is rewritten). Before a commit the
-small ``meta/`` folder and a list of the data files are copied to ``.pixio_journal/``; a run
-killed in the middle of a commit is rolled back to the last whole episode on the next open.
+committed on its own: its own parquet / mp4 / episode-metadata files (no earlier file is
+rewritten), writers closed after it. Before a commit the small ``meta/`` folder and a list of
+the data files are copied to ``.pixio_journal/``; a run killed in the middle of a commit is
+rolled back to the last whole episode on the next open.
 
 Reading: :func:`load_frames` returns numpy arrays of a whole dataset (decoding each video file
 once, sequentially), for the pretraining corpus and the policies' feature cache.
@@ -88,6 +88,7 @@ class DemoWriter:
         self.repo_id = repo_id or default_repo_id(self.root)
         self.features, self.fps, self.vcodec = features, int(fps), vcodec
         self.robot_type = robot_type
+        self._ds = None
         recover_journal(self.root)
         info_path = self.root / "meta" / "info.json"
         if info_path.is_file() and self._meta_info()["total_episodes"] == 0:
@@ -103,13 +104,26 @@ class DemoWriter:
         self.num_episodes = self._meta_info()["total_episodes"] if info_path.is_file() else 0
 
     def _open(self):
+        """The writing session: kept open across episodes (re-opening re-reads every episode's
+        metadata, which grows with the dataset), created or re-opened from disk when needed."""
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+        if self._ds is not None:
+            return self._ds
         if not (self.root / "meta" / "info.json").is_file():
             use_videos = any(v["dtype"] == "video" for v in self.features.values())
-            return LeRobotDataset.create(self.repo_id, self.fps, self.features, root=self.root,
-                                         robot_type=self.robot_type, use_videos=use_videos, vcodec=self.vcodec)
-        return LeRobotDataset(self.repo_id, root=self.root, video_backend=video_backend(), vcodec=self.vcodec)
+            ds = LeRobotDataset.create(self.repo_id, self.fps, self.features, root=self.root,
+                                       robot_type=self.robot_type, use_videos=use_videos, vcodec=self.vcodec,
+                                       metadata_buffer_size=1)
+        else:
+            ds = LeRobotDataset(self.repo_id, root=self.root, video_backend=video_backend(), vcodec=self.vcodec)
+            ds.meta.metadata_buffer_size = 1
+        # A file limit of 0 MB makes lerobot start new data / video / episode-metadata files for
+        # every episode, so a commit never rewrites (or concatenates into) an earlier file.
+        ds.meta.info["data_files_size_in_mb"] = 0
+        ds.meta.info["video_files_size_in_mb"] = 0
+        self._ds = ds
+        return ds
 
     def _meta_info(self) -> dict:
         return json.loads((self.root / "meta" / "info.json").read_text())
@@ -135,11 +149,14 @@ class DemoWriter:
             for fr in frames:
                 ds.add_frame({**fr, "task": task})
             ds.save_episode(parallel_encoding=False)
+            ds.finalize()  # close the parquet writers: the episode's files are complete on disk
         except BaseException:  # Ctrl-C or an error mid-save: roll back to the last whole episode
-            ds.finalize()
-            recover_journal(self.root)
+            self._ds = None  # its in-memory state no longer matches the disk
+            try:
+                ds.finalize()
+            finally:
+                recover_journal(self.root)
             raise
-        ds.finalize()
         clear_journal(self.root)
         self.num_episodes += 1
         return self.num_episodes - 1
