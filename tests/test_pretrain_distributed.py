@@ -90,3 +90,12 @@ def test_fsdp2_two_processes_run_and_match(env, single, tmp_path):
     assert state["step"] == 6 and state["data"]["num_lanes"] == 2 and set(state["data"]["states"]) == {"0", "1"}
     enc = load_encoder(tmp_path / "fsdp")  # full (unsharded) weights were gathered for the export
     assert enc.embed(torch.zeros(1, 3, 64, 64)).isfinite().all()
+    # resume the sharded run from its step-3 checkpoint: the same losses for steps 4-6
+    import shutil
+
+    shutil.rmtree(ckpt)
+    (tmp_path / "fsdp" / "results.json").unlink()
+    again = torchrun(env, tmp_path / "fsdp", "parallel=fsdp")
+    assert again["resumed_from"] == 3
+    for (s1, x), (s2, y) in zip(res["loss_history"][3:], again["loss_history"]):
+        assert s1 == s2 and abs(x - y) < 1e-6, (res["loss_history"], again["loss_history"])
