@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from pixio_robot.pretrain.config import SourceConfig
@@ -167,7 +168,7 @@ class LeRobotSource(Source):
         except Exception as e:  # a broken video or parquet row: skip it like a corrupt image
             raise CorruptSample(f"frame {frame}: {e}") from e
         img = item[self.cameras[cam]]  # float [C, H, W] in [0, 1]
-        return (img.permute(1, 2, 0).clamp(0, 1) * 255).round().to(dtype=__import__("torch").uint8).numpy()
+        return (img.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # (H, W, 3)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_dataset": None}

@@ -34,7 +34,7 @@ def reconstruction_grid(model, imgs: torch.Tensor, ids_keep: torch.Tensor) -> np
     mu = torch.tensor(IMAGENET_MEAN, device=imgs.device).view(1, 3, 1, 1)
     gray = (0.5 - mu) / std * model.unpatchify(m.expand_as(target), grid)
     cols = [imgs, masked + gray, recon]
-    rows = torch.cat([torch.cat([c * std + mu for c in cols], dim=3)], dim=0)  # (B, 3, H, 3W)
+    rows = torch.cat([c * std + mu for c in cols], dim=3)  # (B, 3, H, 3W)
     rows = rows.clamp(0, 1).mul(255).round().byte().cpu()
     return torch.cat(list(rows), dim=1).permute(1, 2, 0).numpy()  # (B*H, 3W, 3)
 
