@@ -94,7 +94,7 @@ class DataConfig:
 class OptimConfig:
     """AdamW with per-iteration linear warmup + half-cycle cosine, lr scaled by batch size."""
 
-    lr: float = 1.5e-3  # peak lr at `ref_batch_size`; scaled to the real global batch (see scaling)
+    lr: float = 8e-3  # peak lr at `ref_batch_size` (1e-3 at batch 32), scaled to the real global batch
     ref_batch_size: int = 256
     scaling: str = "linear"  # linear | sqrt | none
     min_lr: float = 0.0
