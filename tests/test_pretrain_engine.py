@@ -116,3 +116,10 @@ def test_accumulation_matches_one_big_batch():
     for p1, p2 in zip(m1.parameters(), m2.parameters()):
         a, b = e1.opt.state[p1]["exp_avg"], e2.opt.state[p2]["exp_avg"]
         assert torch.allclose(a, b, atol=1e-7, rtol=1e-4)
+
+
+def test_sources_can_be_added_from_the_command_line():
+    cfg = compose_cfg(["data=webdataset", "data.sources.web.path='/d/{0..3}.tar'", "+data/source@data.sources.extra=folder",
+                       "data.sources.extra.path=/imgs", "data.sources.extra.weight=0.25"])
+    assert set(cfg.data.sources) == {"web", "extra"} and cfg.data.sources["web"].path == "/d/{0..3}.tar"
+    assert cfg.data.sources["extra"].type == "folder" and cfg.data.sources["extra"].weight == 0.25
