@@ -24,3 +24,8 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/bench_train_step.py
+	$(PY) benchmarks/bench_pretrain_data.py
+	$(PY) benchmarks/bench_pretrain_train.py
+	$(PY) benchmarks/bench_feature_cache.py
+	$(PY) benchmarks/bench_envs.py
+	$(PY) benchmarks/bench_evaluation.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Idempotent set-up: system packages (ffmpeg, OSMesa) when missing, then a virtualenv keyed by
-# the hash of requirements.lock (shared between clones on one machine, so a clean clone reuses
-# it in seconds), linked as ./.venv, with this checkout installed in editable mode.
+# Idempotent set-up: system packages (ffmpeg, OSMesa) when missing, then a virtualenv of the
+# dependencies keyed by the hash of requirements.lock (shared between clones on one machine, so a
+# clean clone reuses it in seconds), then ./.venv: a thin per-clone venv that sees the keyed one
+# and imports this checkout, with the console scripts.
 #   PIXIO_VENV_ROOT   where keyed venvs live (default ~/.cache/pixio_robot)
 #   PIXIO_SKIP_APT=1  never touch system packages
 set -euo pipefail
@@ -39,8 +40,33 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/pip" install -q -r requirements.lock
   touch "$venv/.complete"
 fi
-if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn "$venv" .venv
-else echo "setup: ./.venv exists and is not a link; using it as is" >&2; fi
-# Editable install of this checkout (no dependency resolution: the lock file did that).
-.venv/bin/pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || { echo "setup: editable install failed; rerun: .venv/bin/pip install --no-deps -e ." >&2; exit 1; }
+# The keyed venv holds dependencies only; a project install there would be shared by every clone.
+if [ -d "$venv/lib/python3.11/site-packages/pixio_robot-0.1.0.dist-info" ] || ls "$venv"/lib/python3.11/site-packages/__editable__*pixio_robot* >/dev/null 2>&1; then
+  "$venv/bin/pip" uninstall -y -q pixio_robot >/dev/null 2>&1 || true
+fi
+
+# --- per-clone ./.venv: a thin venv that sees the keyed one and this checkout ------------
+# (seconds to build, so each clone imports its own code and has its own console scripts)
+if [ -L .venv ]; then rm .venv; fi
+if [ ! -f .venv/pixio-shared ] || [ "$(cat .venv/pixio-shared)" != "$venv" ] || [ ! -x .venv/bin/python ]; then
+  [ -e .venv ] && [ ! -f .venv/pixio-shared ] && { echo "setup: ./.venv exists and was not made by this script; move it away" >&2; exit 1; }
+  rm -rf .venv
+  "$PY" -m venv --without-pip .venv
+  sp=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  shared_sp=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "import site; site.addsitedir('$shared_sp')" > "$sp/00_pixio_shared.pth"
+  echo "$venv" > .venv/pixio-shared
+fi
+sp=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+pwd > "$sp/pixio_robot_checkout.pth"
+# Console scripts of this project and of the tools the README uses, run with this venv's python.
+wrap() { printf '#!/bin/sh\nexec "%s/.venv/bin/python" -m %s "$@"\n' "$PWD" "$2" > ".venv/bin/$1"; chmod +x ".venv/bin/$1"; }
+for entry in pretrain:pretrain collect:collect train:train rl:rl evaluate:evaluate benchmark:benchmark quickstart:quickstart; do
+  wrap "pixio-${entry%%:*}" "pixio_robot.${entry#*:}"
+done
+wrap pixio-pretrain-score pixio_robot.pretrain.score
+wrap pip pip; wrap pytest pytest; wrap torchrun torch.distributed.run; wrap tensorboard tensorboard.main
+ln -sfn "$venv/bin/ruff" .venv/bin/ruff
+.venv/bin/python -c 'import pixio_robot, os, sys; assert os.path.samefile(os.path.dirname(pixio_robot.__file__), os.path.join(sys.argv[1], "pixio_robot")), pixio_robot.__file__' "$PWD" \
+  || { echo "setup: ./.venv does not import this checkout's pixio_robot" >&2; exit 1; }
 echo "setup: ready ($(.venv/bin/python -c 'import torch,sys;print("python",sys.version.split()[0],"torch",torch.__version__)'))"
