@@ -69,6 +69,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0]
     policy = build_policy(args.encoder, args.encoder_size, args.env, args.image_size)
     k = args.n_envs
     settings = [(1, "serial", args.rounds), (k, "serial", args.rounds * k), (k, "subproc", args.rounds * k)]
@@ -81,6 +82,7 @@ def main() -> None:
     base = results[0]["steps_per_s"]
     print(f"env={args.env} image={args.image_size}px encoder={args.encoder}@{args.encoder_size}px "
           f"cores={os.cpu_count()} torch_threads={args.threads} steps/episode={args.steps}")
+    print(f"load average (1 min) before the runs: {load:.2f} (wall-clock figures need an idle machine)")
     print(f"{'setting':<28}{'steps/s':>10}{'ratio':>8}{'start-up s':>12}{'steps/s incl. start-up':>24}")
     for r in results:
         name = f"{r['n_envs']} env(s), {r['mode']}"
@@ -88,7 +90,7 @@ def main() -> None:
               f"{r['with_startup_steps_per_s']:>24.1f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=2)
+            json.dump({"args": vars(args), "load_average": load, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":
