@@ -112,7 +112,9 @@ def _train_config(cfg: BenchmarkConfig, cell: Cell, enc: EncoderSpec, root: Path
         optim=OptimConfig(lr=s.lr, batch_size=s.batch_size, epochs=s.epochs),
         eval=EvalConfig(env_name=cell.task, every_epochs=s.eval_every, n_episodes=s.eval_episodes,
                         n_envs=cfg.n_envs, seed=cell.seed, image_size=s.image_size, camera=s.camera,
-                        max_episode_steps=s.max_episode_steps, vector_mode=cfg.vector_mode),
+                        max_episode_steps=s.max_episode_steps, vector_mode=cfg.vector_mode,
+                        # success-scored suites lose nothing by ending episodes at success
+                        stop_on_success=s.metric == "success"),
         cache_dir=cfg.cache_dir, device=cfg.device, seed=cell.seed, num_threads=cfg.num_threads,
         run_dir=str(run_dir), tensorboard=cfg.tensorboard, progress=cfg.progress)
 

@@ -59,6 +59,7 @@ class EvalConfig:
     max_episode_steps: int | None = None
     n_videos: int = 0
     vector_mode: str = "serial"  # serial | subproc
+    stop_on_success: bool = False  # end an episode at its first success (same success rate, faster)
     env_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -151,7 +152,8 @@ def _rollouts(policy, cfg: TrainConfig, spec) -> dict | None:
     res = evaluate_policy(policy, e.env_name, n_episodes=e.n_episodes, n_envs=e.n_envs, seed=e.seed,
                           image_size=e.image_size or spec.image_size or 128, camera=e.camera,
                           max_episode_steps=e.max_episode_steps, progress=cfg.progress,
-                          vector_mode=e.vector_mode, env_options=dict(e.env_options))
+                          vector_mode=e.vector_mode, env_options=dict(e.env_options),
+                          stop_on_success=e.stop_on_success)
     policy.train()
     return res.summary()
 

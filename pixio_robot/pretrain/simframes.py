@@ -25,7 +25,7 @@ from pixio_robot.utils.io import atomic_path, save_json
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2  # 2: reflections off (envs.rendering.apply_quality)
 MW_CAMERAS = ("topview", "corner", "corner2", "corner3", "behindGripper")
 
 
@@ -47,11 +47,6 @@ def _setup_gl() -> None:
         os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def _fast_quality(model) -> None:
-    model.vis.quality.shadowsize = 0
-    model.vis.quality.offsamples = 0
-
-
 class _Scene:
     """One simulator scene that yields frames of `size` px for a number of steps."""
 
@@ -66,14 +61,16 @@ class _Scene:
             from metaworld.policies import ENV_POLICY_MAP
 
             self.env = gym.make("Meta-World/MT1", env_name=task, render_mode="rgb_array", width=size,
-                                height=size, seed=int(rng.integers(1 << 30)))
+                                height=size, seed=int(rng.integers(1 << 30)), disable_env_checker=True)
             self.expert = ENV_POLICY_MAP[task]() if task in ENV_POLICY_MAP else None
         elif family == "gym":
-            self.env = gym.make(task, render_mode="rgb_array", width=size, height=size)
+            self.env = gym.make(task, render_mode="rgb_array", width=size, height=size, disable_env_checker=True)
             self.expert = None
         else:
             raise ValueError(f"sim corpus env {name!r}: use 'gym/<Id>' or 'metaworld/<task>-v3'")
-        _fast_quality(self.env.unwrapped.model)
+        from pixio_robot.envs.rendering import apply_quality
+
+        apply_quality(self.env.unwrapped.model, "fast")
 
     def episode(self, steps: int, every: int):
         """Yield (step, camera name, frame uint8 [S,S,3]) for one episode."""
