@@ -38,7 +38,27 @@ def task_names() -> tuple[str, ...]:
     return tuple(sorted(_index()))
 
 
-class DMCEnv(PixelStateEnv):
+class DmControlMixin:
+    """Rendering, flattening and closing shared by envs built on a dm_control `Environment`
+    (held in `self._env`): the dm_control suite and gym-aloha."""
+
+    def _close(self) -> None:
+        self._env.close()
+
+    @staticmethod
+    def _flat(observation) -> np.ndarray:
+        return np.concatenate([np.asarray(v, np.float32).reshape(-1) for v in observation.values()])
+
+    def _frame(self) -> np.ndarray:
+        h, w = self.image_hw
+        return self._env.physics.render(height=h, width=w, camera_id=self.camera)
+
+    @property
+    def physics(self):
+        return self._env.physics
+
+
+class DMCEnv(DmControlMixin, PixelStateEnv):
     """One dm_control suite task; see the module docstring."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -81,17 +101,3 @@ class DMCEnv(PixelStateEnv):
         terminated = bool(ts.last() and ts.discount == 0.0)  # a task that ends the episode itself
         return self._obs(self._flat(ts.observation)), float(ts.reward or 0.0), terminated, False, self._info(False)
 
-    def _close(self) -> None:
-        self._env.close()
-
-    @staticmethod
-    def _flat(observation) -> np.ndarray:
-        return np.concatenate([np.asarray(v, np.float32).reshape(-1) for v in observation.values()])
-
-    def _frame(self) -> np.ndarray:
-        h, w = self.image_hw
-        return self._env.physics.render(height=h, width=w, camera_id=self.camera)
-
-    @property
-    def physics(self):
-        return self._env.physics

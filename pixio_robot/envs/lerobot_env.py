@@ -20,6 +20,7 @@ import numpy as np
 from gymnasium import spaces
 
 from pixio_robot.envs.base import PixelStateEnv, dict_space, refresh_exit_hook
+from pixio_robot.envs.dmc_env import DmControlMixin
 from pixio_robot.envs.rendering import apply_quality
 
 
@@ -81,7 +82,7 @@ class PushTEnv(PixelStateEnv):
         return self._env._render(visualize=False)
 
 
-class AlohaEnv(PixelStateEnv):
+class AlohaEnv(DmControlMixin, PixelStateEnv):
     """gym-aloha's bimanual ViperX tasks, rendering one camera at the requested size."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
@@ -131,25 +132,11 @@ class AlohaEnv(PixelStateEnv):
         else:
             self._sim.BOX_POSE[0] = np.concatenate(sample_insertion_pose(pose_seed))
         ts = self._env.reset()
-        return self._obs(ts.observation["qpos"]), self._info(False, full_state=self._full(ts.observation))
+        return self._obs(ts.observation["qpos"]), self._info(False, full_state=self._flat(ts.observation))
 
     def step(self, action):
         ts = self._env.step(np.asarray(action, dtype=np.float64))
         success = float(ts.reward or 0.0) >= self._env.task.max_reward
         return (self._obs(ts.observation["qpos"]), float(ts.reward or 0.0), success, False,
-                self._info(success, full_state=self._full(ts.observation)))
+                self._info(success, full_state=self._flat(ts.observation)))
 
-    def _close(self) -> None:
-        self._env.close()
-
-    @staticmethod
-    def _full(observation) -> np.ndarray:
-        return np.concatenate([np.asarray(v, np.float32).reshape(-1) for v in observation.values()])
-
-    def _frame(self) -> np.ndarray:
-        h, w = self.image_hw
-        return self._env.physics.render(height=h, width=w, camera_id=self.camera)
-
-    @property
-    def physics(self):
-        return self._env.physics
