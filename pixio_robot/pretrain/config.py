@@ -161,6 +161,7 @@ class PretrainConfig:
     micro_batch_size: int | None = None  # per rank and forward pass; None = batch_size / world size
     amp: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | none
     compile: bool = False
+    activation_checkpointing: bool = False  # recompute block activations in backward (memory for compute)
     parallel: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard); ignored single-process
     device: str = "auto"
     threads: int = 0  # torch threads per process on CPU (0 = cores / local ranks - loader workers)

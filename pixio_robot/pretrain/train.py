@@ -14,7 +14,7 @@ from pixio_robot.models import create_model, save_encoder
 from pixio_robot.pretrain.checkpoint import find_resumable, load_checkpoint, save_checkpoint
 from pixio_robot.pretrain.config import PretrainConfig
 from pixio_robot.pretrain.curation import STAT_KEYS, keep_rate
-from pixio_robot.pretrain.distributed import compile_blocks, wrap_model
+from pixio_robot.pretrain.distributed import checkpoint_blocks, compile_blocks, wrap_model
 from pixio_robot.pretrain.engine import Engine, build_optimizer, lr_at, scaled_lr
 from pixio_robot.pretrain.sources import build_sources
 from pixio_robot.pretrain.stream import LaneTracker, PretrainStream
@@ -85,6 +85,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     udist.barrier()
     if not main:
         sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=False)
+    if cfg.activation_checkpointing:
+        checkpoint_blocks(raw)
     if cfg.compile:
         compile_blocks(raw)
     model = wrap_model(raw, device, cfg.parallel, cfg.amp)
