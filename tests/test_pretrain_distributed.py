@@ -99,3 +99,38 @@ def test_fsdp2_two_processes_run_and_match(env, single, tmp_path):
     assert again["resumed_from"] == 3
     for (s1, x), (s2, y) in zip(res["loss_history"][3:], again["loss_history"]):
         assert s1 == s2 and abs(x - y) < 1e-6, (res["loss_history"], again["loss_history"])
+
+
+def _in_process(run_dir: Path, *extra: str) -> dict:
+    from pixio_robot.pretrain import run_pretrain
+
+    with initialize_config_module("pixio_robot.configs.pretrain", version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("config", overrides=[*ARGS, f"run_dir={run_dir}", *extra]))
+    return run_pretrain(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("offload", [False, True])
+def test_fsdp2_single_process_matches_plain(env, single, tmp_path, offload):
+    """parallel=fsdp without torchrun shards over a one-rank group (how 1B / 5B fit one GPU);
+    with CPU offload the fp32 states live on the host. Same losses as the plain run, and it resumes."""
+    ref, ref_dir = single
+    extra = ["parallel=fsdp", *(["fsdp_cpu_offload=true"] if offload else [])]
+    res = _in_process(tmp_path / "fsdp1", *extra)
+    assert not torch.distributed.is_initialized()  # the one-rank group is torn down
+    _compare(ref, res)
+    a, b = load_encoder(ref_dir).state_dict(), load_encoder(tmp_path / "fsdp1").state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
+    import shutil
+
+    shutil.rmtree(sorted((tmp_path / "fsdp1" / "checkpoints").glob("step_*"))[-1])
+    again = _in_process(tmp_path / "fsdp1", *extra)
+    assert again["resumed_from"] == 3
+    for (s1, x), (s2, y) in zip(res["loss_history"][3:], again["loss_history"]):
+        assert s1 == s2 and abs(x - y) < 1e-6
+
+
+def test_offload_needs_fsdp():
+    with pytest.raises(Exception, match="needs parallel=fsdp"):
+        with initialize_config_module("pixio_robot.configs.pretrain", version_base="1.3"):
+            OmegaConf.to_object(compose("config", overrides=["fsdp_cpu_offload=true"]))

@@ -162,7 +162,8 @@ class PretrainConfig:
     amp: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | none
     compile: bool = False
     activation_checkpointing: bool = False  # recompute block activations in backward (memory for compute)
-    parallel: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard); ignored single-process
+    parallel: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard; also single-process: bf16 params, offload)
+    fsdp_cpu_offload: bool = False  # FSDP2: fp32 weights, grads and AdamW states in host memory
     device: str = "auto"
     threads: int = 0  # torch threads per process on CPU (0 = cores / local ranks - loader workers)
     ckpt_every: int = 100
@@ -178,6 +179,8 @@ class PretrainConfig:
             raise ValueError(f"amp must be auto | bf16 | fp16 | none, got {self.amp!r}")
         if self.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel must be ddp | fsdp, got {self.parallel!r}")
+        if self.fsdp_cpu_offload and self.parallel != "fsdp":
+            raise ValueError("fsdp_cpu_offload=true needs parallel=fsdp")
         if self.keep_last < 1 or self.ckpt_every < 1:
             raise ValueError("keep_last and ckpt_every must be >= 1")
 

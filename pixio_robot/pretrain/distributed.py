@@ -2,7 +2,10 @@
 
 - `ddp`: DistributedDataParallel (gradients all-reduced, averaged over ranks).
 - `fsdp`: FSDP2 (`torch.distributed.fsdp.fully_shard`) per encoder / decoder block and at the
-  root, on a 1-D device mesh; bf16 parameters for compute on GPU when amp is bf16, fp32 reduce.
+  root, on a 1-D device mesh; bf16 parameters for compute when amp is bf16 (fp32 master weights
+  and optimizer states, fp32 gradient reduction). Also single-process (a one-rank group): that is
+  how 1B / 5B train on one GPU, with `fsdp_cpu_offload` moving the fp32 weights, gradients and
+  AdamW states to host memory (the optimizer step then runs on the CPU).
 - `activation_checkpointing`: every block recomputes its activations in the backward pass
   (non-reentrant `torch.utils.checkpoint`), trading ~1/3 more compute for memory that no longer
   grows with depth x batch - for 1B / 5B or a larger per-GPU batch. Parameter names unchanged.
@@ -41,22 +44,30 @@ def compile_blocks(model: nn.Module) -> None:
         blk.compile()
 
 
-def wrap_model(model: nn.Module, device: torch.device, parallel: str, amp: str) -> nn.Module:
-    """Return the module to train (the same object for FSDP2, a DDP wrapper for DDP)."""
-    if udist.world_size() == 1 or not udist.is_dist():
+def bf16_params(device: torch.device, amp: str) -> bool:
+    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
+
+
+def wrap_model(model: nn.Module, device: torch.device, parallel: str, amp: str,
+               cpu_offload: bool = False) -> nn.Module:
+    """Return the module to train (the same object for FSDP2, a DDP wrapper for DDP).
+    FSDP2 also applies to a single process when its (one-rank) group is initialised."""
+    if not udist.is_dist():
         return model
     if parallel == "ddp":
+        if udist.world_size() == 1:
+            return model
         from torch.nn.parallel import DistributedDataParallel
 
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
     mesh = init_device_mesh(device.type, (udist.world_size(),))
-    bf16 = device.type == "cuda" and amp in ("auto", "bf16")
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 \
-        else MixedPrecisionPolicy()
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+        if bf16_params(device, amp) else MixedPrecisionPolicy()
+    offload = CPUOffloadPolicy(pin_memory=device.type == "cuda") if cpu_offload else OffloadPolicy()
     for blk in blocks_of(model):
-        fully_shard(blk, mesh=mesh, mp_policy=mp)
-    fully_shard(model, mesh=mesh, mp_policy=mp)
+        fully_shard(blk, mesh=mesh, mp_policy=mp, offload_policy=offload)
+    fully_shard(model, mesh=mesh, mp_policy=mp, offload_policy=offload)
     return model

@@ -51,12 +51,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, peak_lr: float) -> torch
 
 
 def _fused_ok(model: nn.Module) -> bool:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # pragma: no cover
-        DTensor = ()  # noqa: N806
+    """Fused AdamW takes floating CPU / CUDA tensors, FSDP2's DTensors included (torch >= 2.4)."""
     ps = list(model.parameters())
-    return bool(ps) and all(p.is_floating_point() and not isinstance(p, DTensor) for p in ps)
+    return bool(ps) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in ps)
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -84,6 +81,7 @@ class Engine:
         self.device, self.amp, self.clip, self.accum = device, amp, clip_grad, accum
         self.fused = bool(optimizer.defaults.get("fused"))
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.param_device = self.params[0].device  # the host under FSDP2 CPU offload
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
         masking = raw_model.masking
@@ -134,9 +132,10 @@ class Engine:
         if self.clip > 0:
             torch.nn.utils.clip_grads_with_norm_(self.params, self.clip, norm)
         if self.fused:
-            self.opt.found_inf = (~finite).float()
+            # under CPU offload the step runs on the host: a (blocking) copy of the flag to it
+            self.opt.found_inf = (~finite).float().to(self.param_device)
             self.opt.step()
-        elif bool(finite):  # non-fused optimizers (e.g. FSDP2 DTensors) need this one sync
+        elif bool(finite):  # non-fused optimizers need this one sync
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return StepOutput(total, finite, norm)

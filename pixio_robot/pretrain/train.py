@@ -89,7 +89,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         checkpoint_blocks(raw)
     if cfg.compile:
         compile_blocks(raw)
-    model = wrap_model(raw, device, cfg.parallel, cfg.amp)
+    if cfg.parallel == "fsdp" and not udist.is_dist():  # FSDP2 on one device: a one-rank group
+        udist.init_single_process_group(device)
+    model = wrap_model(raw, device, cfg.parallel, cfg.amp, cpu_offload=cfg.fsdp_cpu_offload)
     peak_lr = scaled_lr(cfg.optim, cfg.batch_size)
     optimizer = build_optimizer(raw, cfg.optim, peak_lr)
     engine = Engine(model, raw, optimizer, device=device, amp=cfg.amp, clip_grad=cfg.optim.clip_grad, accum=accum)

@@ -37,6 +37,15 @@ def init_distributed(backend: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def init_single_process_group(device: torch.device) -> None:
+    """A one-rank process group (in-memory store, no ports) so FSDP2 can shard over a single
+    device: bf16 compute copies of fp32 parameters, CPU offload. No-op when one already exists."""
+    if is_dist():
+        return
+    backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
+
+
 def barrier() -> None:
     if is_dist():
         dist.barrier()
