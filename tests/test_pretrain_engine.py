@@ -123,3 +123,38 @@ def test_sources_can_be_added_from_the_command_line():
                        "data.sources.extra.path=/imgs", "data.sources.extra.weight=0.25"])
     assert set(cfg.data.sources) == {"web", "extra"} and cfg.data.sources["web"].path == "/d/{0..3}.tar"
     assert cfg.data.sources["extra"].type == "folder" and cfg.data.sources["extra"].weight == 0.25
+
+
+READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy")
+
+
+def _count_host_reads(monkeypatch) -> list[str]:
+    """Record every Python-level read of a tensor's value (a host sync on a GPU)."""
+    seen: list[str] = []
+    for name in READS:
+        orig = getattr(torch.Tensor, name)
+
+        def wrapper(self, *a, _orig=orig, _name=name, **k):
+            seen.append(_name)
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+    return seen
+
+
+@pytest.mark.parametrize("clip,accum", [(0.0, 1), (1.0, 1), (1.0, 2)])
+def test_step_never_reads_device_values(monkeypatch, clip, accum):
+    """The step (prepare, forward, backward, clipping, skip-on-non-finite, fused AdamW) issues no
+    `.item()` / `bool()` / `float()`: on a GPU it never waits for the device."""
+    model, engine = _engine(clip)
+    engine.step([_batch()], 1e-2)  # AdamW state is created on the first step
+    seen = _count_host_reads(monkeypatch)
+    batches = [_batch(seed=s) for s in range(accum)]
+    for s in range(3):
+        out = engine.step(batches, 1e-2, want_norm=s == 1)
+    assert seen == [], seen
+    engine.fused = False  # the counter does see a sync: the unfused path's `if finite`
+    engine.step(batches, 1e-2)
+    monkeypatch.undo()
+    assert seen == ["__bool__"]
+    assert bool(out.finite) and (out.grad_norm is not None or clip == 0.0)
