@@ -1,12 +1,37 @@
 #!/usr/bin/env bash
-# One-shot GPU measurement (issue 7): reference-style loop vs the project's fast step for
-# Pixio-B/L/H at 256 px, bf16, batch sizes of BENCHMARKS.md. Needs only torch + timm.
-#   bash benchmarks/gpu_pretrain_suite.sh            # writes $OUT/pretrain_step.json (or ./)
-set -euo pipefail
-out=${OUT:-.}
+# One-shot GPU measurement for issue 7; needs only torch + timm (no hydra, mujoco, lerobot).
+# Every part writes JSON to $OUT (default ./gpu_results) as soon as it has it, in priority order:
+#   1. Pixio-B/16, L/16, H/16 at 256 px, bf16, BENCHMARKS.md's batches: the reference loop vs the
+#      project's step (compiled blocks, fused AdamW, no host sync) and its bf16-weight variants
+#   2. torch.profiler summary of the B/16 step (top ops, time by kind of op)
+#   3. Pixio-1B/16 and 5B/16 steps on one GPU: FSDP2 bf16 weights + activation checkpointing
+#      (+ CPU offload of the fp32 states when the card has < 100 GB)
+#   bash benchmarks/gpu_pretrain_suite.sh              # on the GPU machine, from the repo root
+#   SMOKE=1 bash benchmarks/gpu_pretrain_suite.sh      # CPU dry run with a tiny model (minutes)
+set -uo pipefail
+PY=${PYTHON:-python}  # PYTHON=.venv/bin/python here; the GPU image has python on PATH
+out=${OUT:-gpu_results}
+mkdir -p "$out"
 export PYTHONPATH=$(pwd):${PYTHONPATH:-}
-for spec in "pixio_mae_vitb16 256" "pixio_mae_vitl16 128" "pixio_mae_vith16 64"; do
-  set -- $spec
-  python benchmarks/bench_train_step.py --model "$1" --batch "$2" --img-size 256 --bf16 \
-    --variants reference,fast --steps 10 --repeats 3 --warmup 3 --json "$out/$1.json"
-done
+bench() { timeout "${PART_TIMEOUT:-420}" "$PY" benchmarks/bench_train_step.py "$@" || echo "part failed: $*"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.csv" 2>/dev/null || true
+"$PY" -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)" | tee "$out/versions.txt"
+
+if [ -n "${SMOKE:-}" ]; then  # the same calls, tiny: checks the script, not the speed
+  bench --model pixio_mae_test --img-size 64 --batch 8 --variants reference,compile,bf16w,pure_bf16 \
+    --steps 1 --repeats 1 --warmup 1 --profile "$out/profile" --json "$out/smoke.json"
+  exit 0
+fi
+common=(--img-size 256 --bf16 --steps 10 --repeats 3 --warmup 3)
+bench --model pixio_mae_vitb16 --batch 256 --variants reference,compile,bf16w,pure_bf16,compile_model \
+  "${common[@]}" --json "$out/pixio_b16.json"
+bench --model pixio_mae_vitl16 --batch 128 --variants reference,bf16w "${common[@]}" --json "$out/pixio_l16.json"
+bench --model pixio_mae_vith16 --batch 64 --variants reference,bf16w "${common[@]}" --json "$out/pixio_h16.json"
+bench --model pixio_mae_vitb16 --batch 256 --variants bf16w --img-size 256 --bf16 --steps 3 --repeats 1 \
+  --warmup 3 --profile "$out/profile_b16" --json "$out/profile_b16.json"
+gib=$("$PY" -c "import torch; print(int(torch.cuda.get_device_properties(0).total_memory / 2**30))")
+big=bf16w_ac; big_batch=64; [ "$gib" -lt 100 ] && { big=offload; big_batch=32; }
+bench --model pixio_mae_vit1b16 --batch 64 --variants bf16w_ac "${common[@]}" --steps 3 --json "$out/pixio_1b16.json"
+bench --model pixio_mae_vit5b16 --batch "$big_batch" --variants "$big" "${common[@]}" --steps 2 --repeats 2 \
+  --warmup 2 --json "$out/pixio_5b16.json"
+ls -la "$out"

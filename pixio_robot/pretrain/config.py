@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING
+try:
+    from omegaconf import MISSING
+except ImportError:  # torch + timm only (e.g. a bare GPU image running benchmarks/): the same marker
+    MISSING = "???"
 
 SOURCE_TYPES = ("folder", "webdataset", "lerobot", "sim")
 
