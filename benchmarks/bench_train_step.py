@@ -29,18 +29,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from pixio_robot.models import create_model
 from pixio_robot.pretrain.config import OptimConfig
 from pixio_robot.pretrain.distributed import checkpoint_blocks, compile_blocks, wrap_model
 from pixio_robot.pretrain.engine import Engine, build_optimizer
+from pixio_robot.pretrain.plan import flops_per_image
 from pixio_robot.utils import dist as udist
 
 VARIANTS = {  # name -> how the project's step is set up (reference: the public loop instead)
@@ -63,23 +62,7 @@ def make_model(args, device):
 
 
 def flop_split(args) -> dict[str, float]:
-    """Forward + backward FLOPs per image, total and by part of the MAE (counted on the meta
-    device: shapes only, so it costs nothing even for 5B)."""
-    model = make_model(args, torch.device("meta"))
-    x = torch.randn(2, 3, args.img_size, args.img_size, device="meta")
-    with FlopCounterMode(display=False) as fc:
-        loss, _, _ = model(x)
-        loss.backward()
-    counts = fc.get_flop_counts()
-    top = model.__class__.__name__
-
-    def part(pattern: str) -> float:
-        return sum(sum(v.values()) for k, v in counts.items() if re.fullmatch(pattern, k)) / 2  # per image
-
-    total = fc.get_total_flops() / 2  # FlopCounterMode counts a multiply-add as 2 FLOPs; batch of 2
-    enc = part(rf"{top}\.encoder\.(blocks\.\d+|patch_embed|norm)")
-    dec = part(rf"{top}\.decoder_blocks\.\d+")
-    return {"total": total, "encoder": enc, "decoder_blocks": dec, "other": total - enc - dec}
+    return flops_per_image(make_model(args, torch.device("meta")).config)
 
 
 def synthetic_batch(batch: int, img: int, num_blocks: int, device) -> dict:
@@ -193,7 +176,7 @@ def run_variant(args, variant: str, device, flops: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
     step, model = build(args, variant, device)
     t_warm = time.perf_counter()
-    for _ in range(args.warmup):
+    for _ in range(max(1, args.warmup)):  # compiles, creates the AdamW state
         loss = step()
     float(loss)
     warm_s = time.perf_counter() - t_warm

@@ -77,6 +77,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     if main:
         prepare_run_dir(run_dir, cfg)
     micro, accum = _batch_math(cfg, world)
+    _log_memory_plan(cfg, device, micro, world)
     seed_everything(cfg.seed)  # the same initial weights on every rank (FSDP2 does not broadcast them)
     raw = create_model(cfg.model.name, **cfg.model.create_kwargs()).to(device)
     seed_everything(cfg.seed + rank)  # then per-rank randomness (drop path)
@@ -210,6 +211,26 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     del loader, it
     udist.cleanup(model, engine, optimizer)
     return summary
+
+
+def _log_memory_plan(cfg: PretrainConfig, device: torch.device, micro: int, world: int) -> None:
+    """Say what the step will need per device before building it; warn (with what to change)
+    when it will not fit the GPU."""
+    from pixio_robot.pretrain.distributed import bf16_params
+    from pixio_robot.pretrain.plan import fits_message, plan_memory
+
+    with torch.device("meta"):
+        mcfg = create_model(cfg.model.name, **cfg.model.create_kwargs()).config
+    plan = plan_memory(mcfg, micro, world=world, bf16=bf16_params(device, cfg.amp), fsdp=cfg.parallel == "fsdp",
+                       ac=cfg.activation_checkpointing, offload=cfg.fsdp_cpu_offload)
+    if udist.is_main():
+        log.info("memory plan per device: %.1f GiB (states %.1f, bf16 copies %.1f, activations %.1f at micro-batch "
+                 "%d)%s", plan.total_gib, plan.device_states_gib, plan.compute_copies_gib, plan.activations_gib,
+                 micro, f" + {plan.host_gib:.1f} GiB pinned host memory" if plan.host_gib else "")
+        if device.type == "cuda":
+            msg = fits_message(plan, torch.cuda.get_device_properties(device).total_memory / 2**30)
+            if msg:
+                log.warning(msg)
 
 
 def _recon(raw, engine: Engine, batch: dict, cfg: PretrainConfig, run_dir: Path, logger, step: int) -> None:
