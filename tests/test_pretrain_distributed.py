@@ -101,6 +101,16 @@ def test_fsdp2_two_processes_run_and_match(env, single, tmp_path):
         assert s1 == s2 and abs(x - y) < 1e-6, (res["loss_history"], again["loss_history"])
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_hsdp_two_replicas_match_one(env, single, tmp_path):
+    """HSDP on a 2-D mesh: 2 replicas x shard groups of 1 rank (gradients all-reduced across the
+    replicas) gives the single-process losses."""
+    ref, _ = single
+    res = torchrun(env, tmp_path / "hsdp", "parallel=hsdp", "hsdp_shard_size=1")
+    _compare(ref, res)
+
+
 def _in_process(run_dir: Path, *extra: str) -> dict:
     from pixio_robot.pretrain import run_pretrain
 

@@ -165,8 +165,9 @@ class PretrainConfig:
     amp: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | none
     compile: bool = False
     activation_checkpointing: bool = False  # recompute block activations in backward (memory for compute)
-    parallel: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard; also single-process: bf16 params, offload)
+    parallel: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard; also single-process: bf16 params, offload) | hsdp
     fsdp_cpu_offload: bool = False  # FSDP2: fp32 weights, grads and AdamW states in host memory
+    hsdp_shard_size: int = 0  # hsdp: ranks per shard group (0 = GPUs per node, LOCAL_WORLD_SIZE)
     device: str = "auto"
     threads: int = 0  # torch threads per process on CPU (0 = cores / local ranks - loader workers)
     ckpt_every: int = 100
@@ -180,10 +181,12 @@ class PretrainConfig:
             raise ValueError("steps and batch_size must be >= 1")
         if self.amp not in ("auto", "bf16", "fp16", "none"):
             raise ValueError(f"amp must be auto | bf16 | fp16 | none, got {self.amp!r}")
-        if self.parallel not in ("ddp", "fsdp"):
-            raise ValueError(f"parallel must be ddp | fsdp, got {self.parallel!r}")
-        if self.fsdp_cpu_offload and self.parallel != "fsdp":
-            raise ValueError("fsdp_cpu_offload=true needs parallel=fsdp")
+        if self.parallel not in ("ddp", "fsdp", "hsdp"):
+            raise ValueError(f"parallel must be ddp | fsdp | hsdp, got {self.parallel!r}")
+        if self.fsdp_cpu_offload and self.parallel == "ddp":
+            raise ValueError("fsdp_cpu_offload=true needs parallel=fsdp (or hsdp)")
+        if self.hsdp_shard_size < 0:
+            raise ValueError("hsdp_shard_size must be >= 0 (0 = GPUs per node)")
         if self.keep_last < 1 or self.ckpt_every < 1:
             raise ValueError("keep_last and ckpt_every must be >= 1")
 

@@ -6,6 +6,10 @@
   and optimizer states, fp32 gradient reduction). Also single-process (a one-rank group): that is
   how 1B / 5B train on one GPU, with `fsdp_cpu_offload` moving the fp32 weights, gradients and
   AdamW states to host memory (the optimizer step then runs on the CPU).
+- `hsdp`: FSDP2 on a 2-D mesh (replicate x shard): weights sharded inside a group of
+  `hsdp_shard_size` ranks (a node, over NVLink), gradients all-reduced across the groups. Past one
+  node this is what scales (benchmarks/plan_pretrain.py): full sharding all-gathers every weight
+  over the inter-node network twice per step.
 - `activation_checkpointing`: every block recomputes its activations in the backward pass
   (non-reentrant `torch.utils.checkpoint`), trading ~1/3 more compute for memory that no longer
   grows with depth x batch - for 1B / 5B or a larger per-GPU batch. Parameter names unchanged.
@@ -16,6 +20,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 from torch import nn
@@ -49,7 +54,7 @@ def bf16_params(device: torch.device, amp: str) -> bool:
 
 
 def wrap_model(model: nn.Module, device: torch.device, parallel: str, amp: str,
-               cpu_offload: bool = False) -> nn.Module:
+               cpu_offload: bool = False, shard_size: int = 0) -> nn.Module:
     """Return the module to train (the same object for FSDP2, a DDP wrapper for DDP).
     FSDP2 also applies to a single process when its (one-rank) group is initialised."""
     if not udist.is_dist():
@@ -63,7 +68,14 @@ def wrap_model(model: nn.Module, device: torch.device, parallel: str, amp: str,
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
-    mesh = init_device_mesh(device.type, (udist.world_size(),))
+    world = udist.world_size()
+    if parallel == "hsdp":
+        shard = shard_size or int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        if shard < 1 or world % shard:
+            raise ValueError(f"hsdp_shard_size {shard} must divide the world size {world}")
+        mesh = init_device_mesh(device.type, (world // shard, shard), mesh_dim_names=("replicate", "shard"))
+    else:
+        mesh = init_device_mesh(device.type, (world,))
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
         if bf16_params(device, amp) else MixedPrecisionPolicy()
     offload = CPUOffloadPolicy(pin_memory=device.type == "cuda") if cpu_offload else OffloadPolicy()

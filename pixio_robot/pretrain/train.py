@@ -90,9 +90,10 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         checkpoint_blocks(raw)
     if cfg.compile:
         compile_blocks(raw)
-    if cfg.parallel == "fsdp" and not udist.is_dist():  # FSDP2 on one device: a one-rank group
+    if cfg.parallel != "ddp" and not udist.is_dist():  # FSDP2 on one device: a one-rank group
         udist.init_single_process_group(device)
-    model = wrap_model(raw, device, cfg.parallel, cfg.amp, cpu_offload=cfg.fsdp_cpu_offload)
+    model = wrap_model(raw, device, cfg.parallel, cfg.amp, cpu_offload=cfg.fsdp_cpu_offload,
+                       shard_size=cfg.hsdp_shard_size)
     peak_lr = scaled_lr(cfg.optim, cfg.batch_size)
     optimizer = build_optimizer(raw, cfg.optim, peak_lr)
     engine = Engine(model, raw, optimizer, device=device, amp=cfg.amp, clip_grad=cfg.optim.clip_grad, accum=accum)
@@ -221,7 +222,10 @@ def _log_memory_plan(cfg: PretrainConfig, device: torch.device, micro: int, worl
 
     with torch.device("meta"):
         mcfg = create_model(cfg.model.name, **cfg.model.create_kwargs()).config
-    plan = plan_memory(mcfg, micro, world=world, bf16=bf16_params(device, cfg.amp), fsdp=cfg.parallel == "fsdp",
+    ranks = world  # hsdp shards over a group of ranks only
+    if cfg.parallel == "hsdp":
+        ranks = cfg.hsdp_shard_size or int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    plan = plan_memory(mcfg, micro, world=ranks, bf16=bf16_params(device, cfg.amp), fsdp=cfg.parallel != "ddp",
                        ac=cfg.activation_checkpointing, offload=cfg.fsdp_cpu_offload)
     if udist.is_main():
         log.info("memory plan per device: %.1f GiB (states %.1f, bf16 copies %.1f, activations %.1f at micro-batch "
