@@ -13,6 +13,7 @@ another in one process on the same synthetic data, so their ratios are meaningfu
   compile_model  + `torch.compile(fullgraph=True)` of the whole MAE forward instead
   bf16w          compile + FSDP2 on a one-rank group: bf16 compute copies of fp32 master
                  weights (train.py's `parallel=fsdp`, amp bf16)
+  bf16w_max      bf16w with compile mode max-autotune-no-cudagraphs (Triton matmuls, fused epilogues)
   pure_bf16      compile + every weight and AdamW state in bf16 (an upper bound; not a default)
   ac             compile + activation checkpointing of every block (memory for compute)
   bf16w_ac       bf16w + ac: how 1B / 5B train on one GPU
@@ -48,6 +49,7 @@ VARIANTS = {  # name -> how the project's step is set up (reference: the public 
     "compile": {"compile": "blocks"},
     "compile_model": {"compile": "model"},
     "bf16w": {"compile": "blocks", "fsdp": True},
+    "bf16w_max": {"compile": "blocks", "fsdp": True, "mode": "max-autotune-no-cudagraphs"},
     "pure_bf16": {"compile": "blocks", "pure_bf16": True},
     "ac": {"compile": "blocks", "ac": True},
     "bf16w_ac": {"compile": "blocks", "fsdp": True, "ac": True},
@@ -96,7 +98,7 @@ def build(args, variant: str, device):
     if spec.get("ac"):
         checkpoint_blocks(model)
     if spec.get("compile") == "blocks":
-        compile_blocks(model)
+        compile_blocks(model, spec.get("mode"))
     if spec.get("pure_bf16"):
         model.to(torch.bfloat16)
         amp = "bf16"  # autocast still casts the fp32 input and runs norms / softmax in fp32

@@ -1,37 +1,44 @@
 #!/usr/bin/env bash
 # One-shot GPU measurement for issue 7; needs only torch + timm (no hydra, mujoco, lerobot).
-# Every part writes JSON to $OUT (default ./gpu_results) as soon as it has it, in priority order:
-#   1. Pixio-B/16, L/16, H/16 at 256 px, bf16, BENCHMARKS.md's batches: the reference loop vs the
-#      project's step (compiled blocks, fused AdamW, no host sync) and its bf16-weight variants
-#   2. torch.profiler summary of the B/16 step (top ops, time by kind of op)
-#   3. Pixio-1B/16 and 5B/16 steps on one GPU: FSDP2 bf16 weights + activation checkpointing
-#      (+ CPU offload of the fp32 states when the card has < 100 GB)
-#   bash benchmarks/gpu_pretrain_suite.sh              # on the GPU machine, from the repo root
-#   SMOKE=1 bash benchmarks/gpu_pretrain_suite.sh      # CPU dry run with a tiny model (minutes)
+# Every part writes JSON to $OUT (default ./gpu_results) as soon as it has it, in priority order.
+#   PARTS=core  Pixio-B/16, L/16, H/16 at 256 px, bf16, BENCHMARKS.md's batches: the reference loop
+#               vs the project's step (compiled blocks, fused AdamW, no host sync) and its bf16-weight
+#               variants                                                      (~6 min on an H100/H200)
+#   PARTS=big   torch.profiler summary of the B/16 step; Pixio-1B/16 and 5B/16 on one GPU (FSDP2 bf16
+#               weights + activation checkpointing, + CPU offload under 100 GB); B/16 with Triton
+#               autotuned matmuls                                             (~6 min)
+#   PARTS=all   both (default). On a lent GPU run core and big as two calls (10-minute command limit).
+#   SMOKE=1     CPU dry run with a tiny model: checks the script, not the speed. PYTHON=.venv/bin/python.
 set -uo pipefail
-PY=${PYTHON:-python}  # PYTHON=.venv/bin/python here; the GPU image has python on PATH
+PY=${PYTHON:-python}
 out=${OUT:-gpu_results}
+parts=${PARTS:-all}
 mkdir -p "$out"
 export PYTHONPATH=$(pwd):${PYTHONPATH:-}
 bench() { timeout "${PART_TIMEOUT:-420}" "$PY" benchmarks/bench_train_step.py "$@" || echo "part failed: $*"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.csv" 2>/dev/null || true
 "$PY" -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)" | tee "$out/versions.txt"
 
-if [ -n "${SMOKE:-}" ]; then  # the same calls, tiny: checks the script, not the speed
+if [ -n "${SMOKE:-}" ]; then
   bench --model pixio_mae_test --img-size 64 --batch 8 --variants reference,compile,bf16w,pure_bf16 \
     --steps 1 --repeats 1 --warmup 1 --profile "$out/profile" --json "$out/smoke.json"
   exit 0
 fi
 common=(--img-size 256 --bf16 --steps 10 --repeats 3 --warmup 3)
-bench --model pixio_mae_vitb16 --batch 256 --variants reference,compile,bf16w,pure_bf16,compile_model \
-  "${common[@]}" --json "$out/pixio_b16.json"
-bench --model pixio_mae_vitl16 --batch 128 --variants reference,bf16w "${common[@]}" --json "$out/pixio_l16.json"
-bench --model pixio_mae_vith16 --batch 64 --variants reference,bf16w "${common[@]}" --json "$out/pixio_h16.json"
-bench --model pixio_mae_vitb16 --batch 256 --variants bf16w --img-size 256 --bf16 --steps 3 --repeats 1 \
-  --warmup 3 --profile "$out/profile_b16" --json "$out/profile_b16.json"
-gib=$("$PY" -c "import torch; print(int(torch.cuda.get_device_properties(0).total_memory / 2**30))")
-big=bf16w_ac; big_batch=64; [ "$gib" -lt 100 ] && { big=offload; big_batch=32; }
-bench --model pixio_mae_vit1b16 --batch 64 --variants bf16w_ac "${common[@]}" --steps 3 --json "$out/pixio_1b16.json"
-bench --model pixio_mae_vit5b16 --batch "$big_batch" --variants "$big" "${common[@]}" --steps 2 --repeats 2 \
-  --warmup 2 --json "$out/pixio_5b16.json"
+if [ "$parts" = core ] || [ "$parts" = all ]; then
+  bench --model pixio_mae_vitb16 --batch 256 --variants reference,compile,bf16w,pure_bf16,compile_model \
+    "${common[@]}" --json "$out/pixio_b16.json"
+  bench --model pixio_mae_vitl16 --batch 128 --variants reference,bf16w "${common[@]}" --json "$out/pixio_l16.json"
+  bench --model pixio_mae_vith16 --batch 64 --variants reference,bf16w "${common[@]}" --json "$out/pixio_h16.json"
+fi
+if [ "$parts" = big ] || [ "$parts" = all ]; then
+  bench --model pixio_mae_vitb16 --batch 256 --variants bf16w --img-size 256 --bf16 --steps 3 --repeats 1 \
+    --warmup 3 --profile "$out/profile_b16" --json "$out/profile_b16.json"
+  gib=$("$PY" -c "import torch; print(int(torch.cuda.get_device_properties(0).total_memory / 2**30))")
+  big=bf16w_ac; big_batch=64; [ "$gib" -lt 100 ] && { big=offload; big_batch=32; }
+  bench --model pixio_mae_vit1b16 --batch 64 --variants bf16w_ac "${common[@]}" --steps 3 --json "$out/pixio_1b16.json"
+  bench --model pixio_mae_vit5b16 --batch "$big_batch" --variants "$big" "${common[@]}" --steps 2 --repeats 2 \
+    --warmup 2 --json "$out/pixio_5b16.json"
+  bench --model pixio_mae_vitb16 --batch 256 --variants bf16w_max "${common[@]}" --json "$out/pixio_b16_max.json"
+fi
 ls -la "$out"

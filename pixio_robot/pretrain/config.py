@@ -164,6 +164,7 @@ class PretrainConfig:
     micro_batch_size: int | None = None  # per rank and forward pass; None = batch_size / world size
     amp: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | none
     compile: bool = False
+    compile_mode: str = "default"  # default | max-autotune-no-cudagraphs | reduce-overhead | max-autotune
     activation_checkpointing: bool = False  # recompute block activations in backward (memory for compute)
     parallel: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard; also single-process: bf16 params, offload) | hsdp
     fsdp_cpu_offload: bool = False  # FSDP2: fp32 weights, grads and AdamW states in host memory
@@ -185,6 +186,9 @@ class PretrainConfig:
             raise ValueError(f"parallel must be ddp | fsdp | hsdp, got {self.parallel!r}")
         if self.fsdp_cpu_offload and self.parallel == "ddp":
             raise ValueError("fsdp_cpu_offload=true needs parallel=fsdp (or hsdp)")
+        modes = ("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
+        if self.compile_mode not in modes:
+            raise ValueError(f"compile_mode must be one of {modes}, got {self.compile_mode!r}")
         if self.hsdp_shard_size < 0:
             raise ValueError("hsdp_shard_size must be >= 0 (0 = GPUs per node)")
         if self.keep_last < 1 or self.ckpt_every < 1:

@@ -44,9 +44,12 @@ def checkpoint_blocks(model: nn.Module) -> None:
             blk.forward = functools.partial(_checkpointed, blk.forward)
 
 
-def compile_blocks(model: nn.Module) -> None:
+def compile_blocks(model: nn.Module, mode: str | None = None) -> None:
+    """`torch.compile` each block (one graph per block width, reused: static shapes). `mode`
+    "max-autotune-no-cudagraphs" lets inductor pick Triton matmuls with fused epilogues (bias,
+    GELU) for the narrow decoder: minutes more compile time, for the GPU."""
     for blk in blocks_of(model):
-        blk.compile()
+        blk.compile(mode=None if mode in (None, "default") else mode)
 
 
 def bf16_params(device: torch.device, amp: str) -> bool:

@@ -89,7 +89,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     if cfg.activation_checkpointing:
         checkpoint_blocks(raw)
     if cfg.compile:
-        compile_blocks(raw)
+        compile_blocks(raw, cfg.compile_mode)
     if cfg.parallel != "ddp" and not udist.is_dist():  # FSDP2 on one device: a one-rank group
         udist.init_single_process_group(device)
     model = wrap_model(raw, device, cfg.parallel, cfg.amp, cpu_offload=cfg.fsdp_cpu_offload,
