@@ -24,6 +24,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/bench_train_step.py
+	$(PY) benchmarks/plan_pretrain.py
 	$(PY) benchmarks/bench_pretrain_data.py
 	$(PY) benchmarks/bench_pretrain_train.py
 	$(PY) benchmarks/bench_feature_cache.py
