@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections import deque
 from pathlib import Path
 
 import torch
@@ -134,9 +135,10 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     bar = tqdm(total=cfg.steps, initial=start, disable=not (main and cfg.logger.progress), desc="pretrain",
                unit="step", dynamic_ncols=True)
     zero = torch.zeros((), device=device)
+    nan = torch.full((), float("nan"), device=device)
     loss_sum, n_finite, consec, max_consec, skipped = zero.clone(), zero.clone(), zero.clone(), zero.clone(), zero.clone()
-    history: list[tuple[int, float]] = []
-    loss_end, t_log, img_log, last_batch = None, time.time(), 0, None
+    reports = _ScalarReports(cfg, logger, bar, ckpt_root, loss_start)
+    t_log, img_log, last_batch = time.time(), 0, None
     it = iter(loader) if start < cfg.steps else None
     t_train, imgs_train = time.time(), 0
     for step in range(start, cfg.steps):
@@ -155,39 +157,25 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         img_log += cfg.batch_size
         imgs_train += cfg.batch_size
         bar.update()
-        if log_now:  # the only place the host reads device scalars
-            vals = torch.stack([loss_sum, n_finite, max_consec, skipped])
+        if log_now:  # device scalars leave for the host without stalling the step (read when landed)
+            norm = out.grad_norm.float() if out.grad_norm is not None else nan
+            vals = torch.stack([loss_sum, n_finite, max_consec, skipped, norm])
             if udist.is_dist():  # the loss of the global batch: average the ranks' sums
                 torch.distributed.all_reduce(vals)
                 vals = vals / world
-            vals = vals.tolist()
-            if vals[3] > 0:
-                log.warning("skipped %d step(s) with a non-finite loss up to step %d", int(vals[3]), step + 1)
-            if vals[2] >= cfg.max_nonfinite:
-                raise NonFiniteLossError(
-                    f"{int(vals[2])} non-finite losses in a row at step {step + 1}: training diverged. Lower "
-                    f"optim.lr (now {cfg.optim.lr}), set optim.clip_grad (e.g. 1.0), or use amp=none; "
-                    f"last checkpoint: {ckpt_root}")
-            if vals[1] > 0:
-                loss = vals[0] / vals[1]
-                loss_end = loss
-                if loss_start is None:
-                    loss_start = loss
-                    log.info("loss at start (step %d): %.4f", step + 1, loss)
-                history.append((step + 1, loss))
             dt = max(time.time() - t_log, 1e-9)
-            scalars = {"train/loss": loss_end if loss_end is not None else float("nan"), "train/lr": lr,
-                       "train/images_per_s": img_log / dt, "data/keep_rate": keep_rate(tracker.totals)}
-            if out.grad_norm is not None:
-                scalars["train/grad_norm"] = float(out.grad_norm)
-            logger.scalars(step + 1, scalars)
-            bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", lr=f"{lr:.2e}", ips=f"{img_log / dt:.0f}")
+            reports.push(step + 1, vals, {"train/lr": lr, "train/images_per_s": img_log / dt,
+                                          "data/keep_rate": keep_rate(tracker.totals)})
             loss_sum.zero_(), n_finite.zero_(), max_consec.zero_(), skipped.zero_()
             t_log, img_log = time.time(), 0
+            reports.drain(wait=reports.loss_start is None or step + 1 == cfg.steps)
         if cfg.logger.recon_every and (step + 1) % cfg.logger.recon_every == 0:
             _recon(raw, engine, last_batch, cfg, run_dir, logger, step + 1)
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            _checkpoint(ckpt_root, step + 1, model, raw, optimizer, tracker, cfg, loss_start)
+            reports.drain(wait=True)  # the checkpoint syncs anyway
+            _checkpoint(ckpt_root, step + 1, model, raw, optimizer, tracker, cfg, reports.loss_start)
+    reports.drain(wait=True)
+    loss_start, loss_end, history = reports.loss_start, reports.loss_end, reports.history
     bar.close()
     train_seconds = time.time() - t_train
 
@@ -212,6 +200,59 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     del loader, it
     udist.cleanup(model, engine, optimizer)
     return summary
+
+
+class _ScalarReports:
+    """Device scalars to the log without stalling the GPU: at a log step the values are copied to
+    pinned host memory behind a CUDA event and read once the copy has landed (by a later log step,
+    or at a checkpoint / the end), so the host never waits for the device between steps. On CPU
+    they are read at once. Reading raises NonFiniteLossError when training diverged."""
+
+    def __init__(self, cfg: PretrainConfig, logger, bar, ckpt_root: Path, loss_start: float | None) -> None:
+        self.cfg, self.logger, self.bar, self.ckpt_root = cfg, logger, bar, ckpt_root
+        self.pending: deque = deque()
+        self.loss_start, self.loss_end = loss_start, None
+        self.history: list[tuple[int, float]] = []
+
+    def push(self, step: int, vals: torch.Tensor, host_scalars: dict) -> None:
+        event = None
+        if vals.is_cuda:
+            host = torch.empty(vals.shape, dtype=vals.dtype, pin_memory=True)
+            host.copy_(vals, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        else:
+            host = vals.detach().clone()
+        self.pending.append((step, host, event, host_scalars))
+
+    def drain(self, wait: bool = False) -> None:
+        while self.pending and (wait or self.pending[0][2] is None or self.pending[0][2].query()):
+            step, host, event, scalars = self.pending.popleft()
+            if event is not None:
+                event.synchronize()
+            self._report(step, host.tolist(), scalars)
+
+    def _report(self, step: int, vals: list[float], scalars: dict) -> None:
+        loss_sum, n_finite, max_consec, skipped, norm = vals
+        if skipped > 0:
+            log.warning("skipped %d step(s) with a non-finite loss up to step %d", int(skipped), step)
+        if max_consec >= self.cfg.max_nonfinite:
+            raise NonFiniteLossError(
+                f"{int(max_consec)} non-finite losses in a row at step {step}: training diverged. Lower "
+                f"optim.lr (now {self.cfg.optim.lr}), set optim.clip_grad (e.g. 1.0), or use amp=none; "
+                f"last checkpoint: {self.ckpt_root}")
+        if n_finite > 0:
+            self.loss_end = loss_sum / n_finite
+            if self.loss_start is None:
+                self.loss_start = self.loss_end
+                log.info("loss at start (step %d): %.4f", step, self.loss_end)
+            self.history.append((step, self.loss_end))
+        scalars = {"train/loss": self.loss_end if self.loss_end is not None else float("nan"), **scalars}
+        if norm == norm:  # not NaN: computed at this step
+            scalars["train/grad_norm"] = norm
+        self.logger.scalars(step, scalars)
+        self.bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", lr=f"{scalars['train/lr']:.2e}",
+                             ips=f"{scalars['train/images_per_s']:.0f}")
 
 
 def _log_memory_plan(cfg: PretrainConfig, device: torch.device, micro: int, world: int) -> None:
