@@ -5,6 +5,10 @@ WebDataset shards) and also reads the built-in simulator corpus when it is cache
 images/s of one lane (= one loader worker) per source, then a DataLoader with 1 vs N workers.
 
   python benchmarks/bench_pretrain_data.py [--images 400] [--side 480] [--size 128] [--workers 2]
+  python benchmarks/bench_pretrain_data.py --side 1024 --size 256     # web-photo sizes, the paper's crop
+
+JPEGs decode at reduced scale when the crop allows (`data.jpeg_draft`, on by default); the
+"full-size jpeg decode" row turns that off.
 """
 
 from __future__ import annotations
@@ -49,9 +53,9 @@ def make_corpus(root: Path, n: int, side: int) -> tuple[Path, str]:
     return folder, str(root / "shard-{0..3}.tar")
 
 
-def lane_rate(cfg: dict, size: int, batches: int, batch: int, curation: CurationConfig) -> float:
+def lane_rate(cfg: dict, size: int, batches: int, batch: int, curation: CurationConfig, draft: bool = True) -> float:
     """Images/s of one lane (what one loader worker delivers), median of 3 repeats."""
-    data = DataConfig(sources=cfg, num_workers=0)
+    data = DataConfig(sources=cfg, num_workers=0, jpeg_draft=draft)
     stream = PretrainStream(build_sources(cfg, progress=False), data, curation, seed=0, img_size=size,
                             batch_size=batch, noise_dim=16)
     rates = []
@@ -94,6 +98,8 @@ def main() -> None:
         print(f"corpus: {args.images} JPEGs {args.side}x{args.side * 3 // 4} -> crops {args.size}px, batch {args.batch}")
         rows = {
             "folder (jpeg decode + crop)": ({"f": SourceConfig(type="folder", path=str(folder))}, CurationConfig()),
+            "folder, full-size jpeg decode": ({"f": SourceConfig(type="folder", path=str(folder))}, CurationConfig(),
+                                              False),
             "folder + entropy/res filters": ({"f": SourceConfig(type="folder", path=str(folder))},
                                              CurationConfig(entropy_threshold=4.5, min_resolution=64)),
             "webdataset shards": ({"w": SourceConfig(type="webdataset", path=shards)}, CurationConfig()),
@@ -105,8 +111,8 @@ def main() -> None:
                 / "meta.json").exists():
             rows["sim corpus (memmap, no decode)"] = ({"s": sim}, CurationConfig())
         base = None
-        for name, (cfg, cur) in rows.items():
-            r = lane_rate(cfg, args.size, args.batches, args.batch, cur)
+        for name, (cfg, cur, *draft) in rows.items():
+            r = lane_rate(cfg, args.size, args.batches, args.batch, cur, *draft)
             base = base or r
             print(f"  per worker  {name:34s} {r:8.0f} images/s  ({r / base:.2f}x folder)")
         cfg = {"f": SourceConfig(type="folder", path=str(folder))}

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from pixio_robot.pretrain.config import CurationConfig, DataConfig, SourceConfig
-from pixio_robot.pretrain.curation import histogram_entropy, uniform_hash, write_scores
+from pixio_robot.pretrain.curation import STAT_KEYS, histogram_entropy, uniform_hash, write_scores
 from pixio_robot.pretrain.sources import SourceError, build_sources
 from pixio_robot.pretrain.stream import PretrainStream, crop_params, mix_quotas
 
@@ -236,3 +236,61 @@ def test_lane_tracker_saves_own_lanes_and_handles_new_layouts():
     assert t.state_dict(rank=1, world_size=2)["states"] == {"2": [42], "3": [47]}
     other = LaneTracker(2, 0, saved)  # another layout: continue after the furthest position
     assert other.restarted and other.states == {0: [43], 1: [44]}
+
+
+def _large_jpegs(root: Path, n: int = 6) -> Path:
+    """Smooth 640x480 photos-like JPEGs: big enough that most crops can decode at reduced scale."""
+    rng = np.random.default_rng(5)
+    root.mkdir(parents=True)
+    for i in range(n):
+        small = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((640, 480), Image.Resampling.BICUBIC).save(root / f"p{i}.jpg", quality=92)
+    return root
+
+
+def _first_batches(root: Path, draft: bool, curation=None, n=3) -> list[dict]:
+    cfg = {"f": SourceConfig(type="folder", path=str(root))}
+    data = DataConfig(sources=cfg, num_workers=0, jpeg_draft=draft, crop_scale=(0.5, 1.0))
+    stream = PretrainStream(build_sources(cfg, progress=False), data, curation or CurationConfig(), seed=3,
+                            img_size=64, batch_size=4, noise_dim=4)
+    it = iter(stream)
+    return [next(it) for _ in range(n)]
+
+
+def test_jpeg_draft_decode_keeps_crops_masks_and_curation(tmp_path, monkeypatch):
+    """Reduced-scale JPEG decoding (the default) gives the full decode's crops within a few grey
+    levels, the same mask noise and the same samples; the resolution filter still sees the
+    original size."""
+    root = _large_jpegs(tmp_path / "big")
+    from PIL import JpegImagePlugin
+
+    calls = []
+    orig = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size, **kw):
+        out = orig(self, mode, size, **kw)
+        calls.append(self.size)
+        return out
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    fast = _first_batches(root, True)
+    monkeypatch.undo()
+    assert calls and min(w for w, _ in calls) < 640  # really decoded smaller
+    full = _first_batches(root, False)
+    for a, b in zip(fast, full):
+        assert torch.equal(a["noise"], b["noise"]) and torch.equal(a["state"], b["state"])
+        diff = (a["images"].float() - b["images"].float()).abs()
+        assert diff.mean() < 4.0, diff.mean()  # of 255: the same crop, resampled from fewer pixels
+    kept = _first_batches(root, True, CurationConfig(min_resolution=400), n=1)[0]  # 480 px short side
+    assert kept["stats"][STAT_KEYS.index("low_resolution")] == 0
+
+
+def test_entropy_filter_sees_nearly_the_same_bits_after_a_reduced_decode(tmp_path):
+    from pixio_robot.pretrain.sources import decode_image
+
+    root = _large_jpegs(tmp_path / "big", n=3)
+    for f in sorted(root.glob("*.jpg")):
+        full = decode_image(f)
+        half = decode_image(f, lambda w, h: (w // 2, h // 2))
+        assert half.shape[:2] == (240, 320) and full.shape[:2] == (480, 640)
+        assert abs(histogram_entropy(full) - histogram_entropy(half)) < 0.15

@@ -84,6 +84,7 @@ class DataConfig:
     crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)
     prefetch_factor: int = 4
     mix_chunk: int = 1000
+    jpeg_draft: bool = True  # decode JPEGs at 1/2-1/8 scale when the crop needs no more pixels
 
     def __post_init__(self) -> None:
         lo, hi = self.crop_scale

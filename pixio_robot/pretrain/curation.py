@@ -102,9 +102,10 @@ class Curator:
         self.stats["loss_dropped"] += 1
         return False
 
-    def keep_image(self, img: np.ndarray) -> bool:
-        """Resolution and entropy filters on a decoded image. Counts into `stats`."""
-        if self.cfg.min_resolution and min(img.shape[:2]) < self.cfg.min_resolution:
+    def keep_image(self, img: np.ndarray, orig_hw: tuple[int, int] | None = None) -> bool:
+        """Resolution and entropy filters on a decoded image (`orig_hw`: its size before a reduced
+        JPEG decode, for the resolution filter). Counts into `stats`."""
+        if self.cfg.min_resolution and min(orig_hw or img.shape[:2]) < self.cfg.min_resolution:
             self.stats["low_resolution"] += 1
             return False
         if self.cfg.entropy_threshold and histogram_entropy(img) <= self.cfg.entropy_threshold:

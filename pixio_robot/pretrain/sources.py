@@ -15,7 +15,7 @@ from __future__ import annotations
 import glob
 import io
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +35,19 @@ class SourceError(ValueError):
     """A source that cannot be used at all (missing, empty, or filtered to nothing)."""
 
 
-def decode_image(data: bytes | str | Path) -> np.ndarray:
-    """Bytes or a path -> RGB uint8 [H, W, 3]; truncated / corrupt files raise CorruptSample."""
+def decode_image(data: bytes | str | Path, draft: Callable[[int, int], tuple[int, int] | None] | None = None
+                 ) -> np.ndarray:
+    """Bytes or a path -> RGB uint8 [H, W, 3]; truncated / corrupt files raise CorruptSample.
+
+    `draft(width, height)` may return a size the caller needs no more pixels than: a JPEG then
+    decodes at 1/2, 1/4 or 1/8 scale in libjpeg's DCT (PIL's `draft`, the largest reduction that
+    stays at least that size), much cheaper than decoding everything and resizing it away."""
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+            if draft is not None and im.format == "JPEG":
+                want = draft(*im.size)
+                if want is not None:
+                    im.draft("RGB", want)
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise CorruptSample(str(e)) from e
@@ -62,7 +71,8 @@ class Source:
     def sample_id(self, index: int) -> str:
         raise NotImplementedError
 
-    def load(self, index: int) -> np.ndarray:
+    def load(self, index: int, draft=None) -> np.ndarray:
+        """The decoded image [H, W, 3]; `draft` as in `decode_image` (sources of arrays ignore it)."""
         raise NotImplementedError
 
 
@@ -87,8 +97,8 @@ class FolderSource(Source):
     def sample_id(self, index: int) -> str:
         return f"{self.name}/{self.files[index]}"
 
-    def load(self, index: int) -> np.ndarray:
-        return decode_image(self.root / self.files[index])
+    def load(self, index: int, draft=None) -> np.ndarray:
+        return decode_image(self.root / self.files[index], draft)
 
 
 class SimSource(Source):
@@ -110,7 +120,7 @@ class SimSource(Source):
     def sample_id(self, index: int) -> str:
         return f"{self.name}/{self.ids[index]}"
 
-    def load(self, index: int) -> np.ndarray:
+    def load(self, index: int, draft=None) -> np.ndarray:
         if self._frames is None:
             from pixio_robot.pretrain.simframes import load_corpus
 
@@ -161,7 +171,7 @@ class LeRobotSource(Source):
         frame, cam = divmod(index, len(self.cameras))
         return f"{self.name}/{frame}/{self.cameras[cam]}"
 
-    def load(self, index: int) -> np.ndarray:
+    def load(self, index: int, draft=None) -> np.ndarray:
         frame, cam = divmod(index, len(self.cameras))
         try:
             item = self._open()[frame]

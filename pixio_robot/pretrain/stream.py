@@ -54,13 +54,39 @@ def crop_params(rng: np.random.Generator, h: int, w: int, scale: tuple[float, fl
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
-def random_resized_crop(img: np.ndarray, size: int, rng: np.random.Generator, scale: tuple[float, float],
-                        ratio: tuple[float, float]) -> np.ndarray:
-    """uint8 [H, W, 3] -> uint8 [3, size, size]: crop + bicubic resize (PIL, antialiased), no flip."""
-    top, left, ch, cw = crop_params(rng, img.shape[0], img.shape[1], scale, ratio)
-    out = Image.fromarray(img).resize((size, size), Image.Resampling.BICUBIC,
-                                      box=(left, top, left + cw, top + ch))
-    return np.asarray(out).transpose(2, 0, 1)  # (3, S, S)
+class RandomResizedCrop:
+    """One sample's RandomResizedCrop, drawn from the image's *original* size.
+
+    `draft(w, h)` (for `decode_image`) draws the box from the JPEG header's size and asks for the
+    smallest decode that still gives the box at least `size` pixels a side; `__call__` maps the box
+    onto whatever resolution was decoded and resizes it (bicubic, antialiased; no flip). Without a
+    draft (arrays, PNG) the box is drawn from the image itself: the same box for the same rng."""
+
+    def __init__(self, rng: np.random.Generator, size: int, scale: tuple[float, float],
+                 ratio: tuple[float, float]) -> None:
+        self.rng, self.size, self.scale, self.ratio = rng, size, scale, ratio
+        self.orig_hw: tuple[int, int] | None = None
+        self.box: tuple[int, int, int, int] | None = None
+
+    def _draw(self, h: int, w: int) -> None:
+        self.orig_hw = (h, w)
+        self.box = crop_params(self.rng, h, w, self.scale, self.ratio)
+
+    def draft(self, w: int, h: int) -> tuple[int, int] | None:
+        self._draw(h, w)
+        factor = min(self.box[2], self.box[3]) / self.size  # how much smaller the box may get
+        return (math.ceil(w / factor), math.ceil(h / factor)) if factor >= 2 else None
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3] -> uint8 [3, size, size]."""
+        if self.box is None:
+            self._draw(img.shape[0], img.shape[1])
+        top, left, ch, cw = self.box
+        sy, sx = img.shape[0] / self.orig_hw[0], img.shape[1] / self.orig_hw[1]
+        box = (left, top, left + cw, top + ch) if sx == sy == 1 else \
+            (left * sx, top * sy, (left + cw) * sx, (top + ch) * sy)
+        out = Image.fromarray(img).resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
+        return np.asarray(out).transpose(2, 0, 1)  # (3, S, S)
 
 
 def mix_quotas(weights: list[float], chunk: int) -> np.ndarray:
@@ -171,12 +197,15 @@ class PretrainStream(IterableDataset):
                     pass_, sid, raw = next(streams[s])
                     counts[s] += 1
                 img = None
+                crop = RandomResizedCrop(np.random.default_rng([self.seed, 13, g]), self.img_size, self.scale,
+                                         self.ratio)
+                draft = crop.draft if self.data.jpeg_draft else None
                 if curator.keep_by_loss(sid, pass_):
                     try:
-                        img = src.load(idx) if idx >= 0 else decode_image(raw)
+                        img = src.load(idx, draft) if idx >= 0 else decode_image(raw, draft)
                     except CorruptSample:
                         curator.stats["corrupt"] += 1
-                if img is None or not curator.keep_image(img):
+                if img is None or not curator.keep_image(img, crop.orig_hw):
                     drops[s] += 1
                     if drops[s] >= self.curation.max_consecutive_drops:
                         raise SourceError(
@@ -184,9 +213,8 @@ class PretrainStream(IterableDataset):
                             " check the files, or relax curation.entropy_threshold / min_resolution / tau")
                     continue
                 drops[s] = 0
-                rng = np.random.default_rng([self.seed, 13, g])
-                imgs[n] = random_resized_crop(img, self.img_size, rng, self.scale, self.ratio)
-                noise[n] = rng.random(self.noise_dim, dtype=np.float32)
+                imgs[n] = crop(img)
+                noise[n] = crop.rng.random(self.noise_dim, dtype=np.float32)
                 ids.append(sid)
                 n += 1
                 curator.stats["kept"] += 1
