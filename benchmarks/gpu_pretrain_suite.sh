@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One-shot GPU measurement for issue 7; needs only torch + timm (no hydra, mujoco, lerobot).
 # Every part writes JSON to $OUT (default ./gpu_results) as soon as it has it, in priority order.
-#   PARTS=core  Pixio-B/16, L/16, H/16 at 256 px, bf16, BENCHMARKS.md's batches: the reference loop
+#   PARTS=core  correctness on the GPU (benchmarks/gpu_checks.py: fast step vs eager fp32 loss and
+#               gradients, no host sync in the step, non-finite skip), then
+#               Pixio-B/16, L/16, H/16 at 256 px, bf16, BENCHMARKS.md's batches: the reference loop
 #               vs the project's step (compiled blocks, fused AdamW, no host sync), with fp32 master
 #               weights under autocast and with FSDP2's bf16 compute copies    (~6 min on an H100/H200)
 #   PARTS=big   torch.profiler summary of the B/16 step; Pixio-1B/16 and 5B/16 on one GPU (FSDP2 bf16
@@ -21,12 +23,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu
 "$PY" -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)" | tee "$out/versions.txt"
 
 if [ -n "${SMOKE:-}" ]; then
+  "$PY" benchmarks/gpu_checks.py --json "$out/checks.json" > /dev/null || echo "checks failed"
   bench --model pixio_mae_test --img-size 64 --batch 8 --variants reference,compile,bf16w,pure_bf16 \
     --steps 1 --repeats 1 --warmup 1 --profile "$out/profile" --json "$out/smoke.json"
   exit 0
 fi
 common=(--img-size 256 --bf16 --steps 10 --repeats 3 --warmup 3)
 if [ "$parts" = core ] || [ "$parts" = all ]; then
+  timeout 300 "$PY" benchmarks/gpu_checks.py --model pixio_mae_vitb16 --batch 16 --json "$out/checks_b16.json" \
+    || echo "part failed: gpu_checks"
   bench --model pixio_mae_vitb16 --batch 256 --variants reference,bf16w,compile "${common[@]}" \
     --json "$out/pixio_b16.json"
   bench --model pixio_mae_vitl16 --batch 128 --variants reference,bf16w "${common[@]}" --json "$out/pixio_l16.json"

@@ -26,16 +26,31 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 '''
 
 
+def _run_bare(tmp_path, script: str, *args: str) -> subprocess.CompletedProcess:
+    (tmp_path / "blocker.py").write_text(BLOCKER)
+    return subprocess.run([sys.executable, str(tmp_path / "blocker.py"), str(ROOT / "benchmarks" / script), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+                               "HOME": str(tmp_path)})
+
+
+@pytest.mark.slow
+def test_gpu_checks_run_without_hydra_and_pass_on_cpu(tmp_path):
+    out = tmp_path / "checks.json"
+    proc = _run_bare(tmp_path, "gpu_checks.py", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    for key in ("compiled_bf16_vs_eager_fp32", "fsdp_bf16_weights_vs_eager_fp32"):
+        assert res[key]["loss_rel_diff"] < 1e-2 and res[key]["grad_cosine"] > 0.99, res
+    assert res["nonfinite_step_skipped"] is True
+
+
 @pytest.mark.slow
 def test_bench_variants_run_without_hydra_and_agree(tmp_path):
-    (tmp_path / "blocker.py").write_text(BLOCKER)
     out = tmp_path / "rows.json"
-    cmd = [sys.executable, str(tmp_path / "blocker.py"), str(ROOT / "benchmarks" / "bench_train_step.py"),
-           "--model", "pixio_mae_test", "--img-size", "64", "--batch", "8", "--no-compile", "--threads", "1",
-           "--variants", "reference,eager,bf16w,ac,offload,pure_bf16", "--steps", "1", "--repeats", "1",
-           "--warmup", "1", "--json", str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    proc = _run_bare(tmp_path, "bench_train_step.py", "--model", "pixio_mae_test", "--img-size", "64", "--batch",
+                     "8", "--no-compile", "--threads", "1", "--variants", "reference,eager,bf16w,ac,offload,pure_bf16",
+                     "--steps", "1", "--repeats", "1", "--warmup", "1", "--json", str(out))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = {r["variant"]: r for r in json.loads(out.read_text())}
     assert set(rows) == {"reference", "eager", "bf16w", "ac", "offload", "pure_bf16"}
