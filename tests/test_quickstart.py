@@ -25,6 +25,7 @@ def test_quickstart_tiny(tmp_path, tmp_path_factory):
     out = tmp_path / "qs"
     report = (out / "report.md").read_text()
     assert "pixio_pretrained" in report and "random_init" in report and "metaworld/drawer-open-v3" in report
+    assert "read as `spatial` embeddings" in report  # the default readout of the frozen encoders
     assert res["benchmark"]["done"] == 2 and res["benchmark"]["failed"] == []
     for name in ("pretrain_loss.png", "reconstruction.png", "success_final.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
@@ -39,3 +40,10 @@ def test_quickstart_tiny(tmp_path, tmp_path_factory):
     assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
     assert any(not (a[k] == b[k]).all() for k in a)
     assert res["times"]["total"] > 0 and json.loads((out / "quickstart.json").read_text())["report"]
+
+
+def test_quickstart_rejects_an_unknown_embedding():
+    from pixio_robot.quickstart import QuickstartConfig
+
+    with pytest.raises(ValueError, match="embedding='cls' is not one of"):
+        QuickstartConfig(embedding="cls")
