@@ -100,3 +100,28 @@ def test_hybrid_sharding_scales_where_full_sharding_is_bound_by_the_network():
     hsdp = step_time_on_paper(cfg, fl, 32 * 64, 64, ac=True, hybrid=True)
     assert one["scaling_efficiency"] == 1.0 and node["scaling_efficiency"] > 0.9
     assert full["scaling_efficiency"] < 0.6 < 0.9 < hsdp["scaling_efficiency"]
+
+
+def test_auto_micro_batch_fits_the_card_and_divides_the_batch():
+    from pixio_robot.pretrain.config import ModelConfig, PretrainConfig
+    from pixio_robot.pretrain.train import _batch_math, auto_micro_batch
+
+    def cfg(name, batch, **kw):
+        return PretrainConfig(model=ModelConfig(name=name, img_size=256), batch_size=batch, micro_batch_size=0, **kw)
+
+    plain = {"world": 8, "bf16": True, "fsdp": False, "ac": False, "offload": False}
+    b16 = cfg("pixio_mae_vitb16", 2048)
+    assert auto_micro_batch(b16, 8, 80.0, plain) == 256  # the whole per-rank batch fits (~49 GiB)
+    half = auto_micro_batch(b16, 8, 40.0, plain)
+    assert half == 128 and 256 % half == 0
+    assert auto_micro_batch(b16, 8, None, plain) == 256  # CPU: no memory limit
+    assert _batch_math(b16, 8) == (256, 1)  # on CPU auto means batch / world
+    odd = auto_micro_batch(cfg("pixio_mae_vitb16", 8 * 96), 8, 40.0, plain)
+    assert 96 % odd == 0 and odd == 96  # ~18 GiB: a divisor, not only powers of two
+    with pytest.raises(ValueError, match="not even a micro-batch of 1 fits.*fsdp_cpu_offload=true"):
+        auto_micro_batch(cfg("pixio_mae_vit5b16", 64), 1, 80.0, {**plain, "world": 1})
+    big = auto_micro_batch(cfg("pixio_mae_vit5b16", 1024), 1, 80.0,
+                           {"world": 1, "bf16": True, "fsdp": True, "ac": True, "offload": True})
+    assert big >= 16 and 1024 % big == 0
+    with pytest.raises(ValueError, match="micro_batch_size must be"):
+        PretrainConfig(micro_batch_size=-1)

@@ -162,7 +162,8 @@ class PretrainConfig:
     seed: int = 0
     steps: int = 200
     batch_size: int = 32  # global batch per optimizer step (all ranks, all accumulation steps)
-    micro_batch_size: int | None = None  # per rank and forward pass; None = batch_size / world size
+    micro_batch_size: int | None = None  # per rank and forward pass; None = batch_size / world size;
+    # 0 = auto: the largest divisor of the per-rank batch whose memory plan fits the GPU
     amp: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | none
     compile: bool = False
     compile_mode: str = "default"  # default | max-autotune-no-cudagraphs | reduce-overhead | max-autotune
@@ -179,6 +180,8 @@ class PretrainConfig:
     export_encoder: bool = True
 
     def __post_init__(self) -> None:
+        if self.micro_batch_size is not None and self.micro_batch_size < 0:
+            raise ValueError("micro_batch_size must be >= 1, 0 (auto: fit the GPU) or null (batch / world size)")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
         if self.amp not in ("auto", "bf16", "fp16", "none"):

@@ -41,8 +41,45 @@ def _gather(obj):
     return out
 
 
-def _batch_math(cfg: PretrainConfig, world: int) -> tuple[int, int]:
-    micro = cfg.micro_batch_size or cfg.batch_size // world
+def _plan_kwargs(cfg: PretrainConfig, device: torch.device, world: int) -> dict:
+    """`plan_memory` settings of this run (hsdp shards over a group of ranks only)."""
+    from pixio_robot.pretrain.distributed import bf16_params
+
+    ranks = world
+    if cfg.parallel == "hsdp":
+        ranks = cfg.hsdp_shard_size or int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    return {"world": ranks, "bf16": bf16_params(device, cfg.amp), "fsdp": cfg.parallel != "ddp",
+            "ac": cfg.activation_checkpointing, "offload": cfg.fsdp_cpu_offload}
+
+
+def _model_config(cfg: PretrainConfig):
+    with torch.device("meta"):
+        return create_model(cfg.model.name, **cfg.model.create_kwargs()).config
+
+
+def auto_micro_batch(cfg: PretrainConfig, world: int, device_gib: float | None, plan_kw: dict) -> int:
+    """`micro_batch_size=0`: the largest divisor of the per-rank batch whose memory plan fits in
+    92% of the device (no limit on CPU: the whole per-rank batch)."""
+    from pixio_robot.pretrain.plan import fits_message, plan_memory
+
+    per_rank = cfg.batch_size // world
+    if device_gib is None:
+        return per_rank
+    mcfg = _model_config(cfg)
+    for micro in range(per_rank, 0, -1):
+        if per_rank % micro == 0 and plan_memory(mcfg, micro, **plan_kw).total_gib <= 0.92 * device_gib:
+            return micro
+    raise ValueError("micro_batch_size=0 (auto): not even a micro-batch of 1 fits; "
+                     + fits_message(plan_memory(mcfg, 1, **plan_kw), device_gib))
+
+
+def _batch_math(cfg: PretrainConfig, world: int, device: torch.device | None = None) -> tuple[int, int]:
+    micro = cfg.micro_batch_size if cfg.micro_batch_size is not None else cfg.batch_size // world
+    if micro == 0:
+        device = device or torch.device("cpu")
+        gib = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
+        micro = auto_micro_batch(cfg, world, gib, _plan_kwargs(cfg, device, world))
+        log.info("micro_batch_size=0 (auto): micro-batch %d per rank", micro)
     if micro < 1 or cfg.batch_size % (micro * world):
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of micro_batch_size {micro} x "
                          f"world size {world}; change batch_size or micro_batch_size")
@@ -77,7 +114,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     run_dir = Path(cfg.run_dir)
     if main:
         prepare_run_dir(run_dir, cfg)
-    micro, accum = _batch_math(cfg, world)
+    micro, accum = _batch_math(cfg, world, device)
     _log_memory_plan(cfg, device, micro, world)
     seed_everything(cfg.seed)  # the same initial weights on every rank (FSDP2 does not broadcast them)
     raw = create_model(cfg.model.name, **cfg.model.create_kwargs()).to(device)
@@ -258,16 +295,9 @@ class _ScalarReports:
 def _log_memory_plan(cfg: PretrainConfig, device: torch.device, micro: int, world: int) -> None:
     """Say what the step will need per device before building it; warn (with what to change)
     when it will not fit the GPU."""
-    from pixio_robot.pretrain.distributed import bf16_params
     from pixio_robot.pretrain.plan import fits_message, plan_memory
 
-    with torch.device("meta"):
-        mcfg = create_model(cfg.model.name, **cfg.model.create_kwargs()).config
-    ranks = world  # hsdp shards over a group of ranks only
-    if cfg.parallel == "hsdp":
-        ranks = cfg.hsdp_shard_size or int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    plan = plan_memory(mcfg, micro, world=ranks, bf16=bf16_params(device, cfg.amp), fsdp=cfg.parallel != "ddp",
-                       ac=cfg.activation_checkpointing, offload=cfg.fsdp_cpu_offload)
+    plan = plan_memory(_model_config(cfg), micro, **_plan_kwargs(cfg, device, world))
     if udist.is_main():
         log.info("memory plan per device: %.1f GiB (states %.1f, bf16 copies %.1f, activations %.1f at micro-batch "
                  "%d)%s", plan.total_gib, plan.device_states_gib, plan.compute_copies_gib, plan.activations_gib,
