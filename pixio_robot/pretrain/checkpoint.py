@@ -10,6 +10,13 @@ The directory is written under a hidden temporary name, each file fsynced, then 
 place (a directory rename is atomic), so a SIGKILL leaves the previous checkpoint intact.
 Works for plain, DDP and FSDP2 models: full state dicts go through
 `torch.distributed.checkpoint.state_dict` (gathered on every rank, written by rank 0).
+
+`sharded=True` (`ckpt_format=sharded`, for 1B / 5B under FSDP2): instead of the two full
+safetensors files, every rank writes its own shards of the weights and AdamW states with
+`torch.distributed.checkpoint` (DCP: `.metadata` + `__<rank>_0.distcp`, a shared filesystem),
+so nothing is gathered on one host. The same directory protocol keeps it atomic. Either format
+loads into a plain, DDP or FSDP2 model of any world size (DCP reshards on load), and `load_mae`
+reads a sharded checkpoint in a single process.
 """
 
 from __future__ import annotations
@@ -78,23 +85,43 @@ def _unflatten_optim(flat: dict[str, torch.Tensor], groups: list[dict]) -> dict:
     return {"state": state, "param_groups": groups}
 
 
+def is_sharded(ckpt_dir: Path) -> bool:
+    return (Path(ckpt_dir) / ".metadata").exists()
+
+
 def save_checkpoint(ckpt_root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    rng_states: list[dict], extra: dict, keep_last: int) -> Path | None:
-    """Collective (all ranks call it); rank 0 writes. Returns the checkpoint directory on rank 0."""
-    msd = get_model_state_dict(model, options=FULL)
-    osd = get_optimizer_state_dict(model, optimizer, options=FULL)
-    if not udist.is_main():
-        udist.barrier()
-        return None
-    ckpt_root.mkdir(parents=True, exist_ok=True)
+                    rng_states: list[dict], extra: dict, keep_last: int, sharded: bool = False) -> Path | None:
+    """Collective (all ranks call it); rank 0 writes (every rank writes its shards when `sharded`).
+    Returns the checkpoint directory on rank 0."""
     final = ckpt_root / f"step_{step:08d}"
-    tmp = ckpt_root / f".step_{step:08d}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    msd = {k: v.detach().contiguous().cpu() for k, v in msd.items()}
-    _fsync_write(tmp / "model.safetensors", lambda p: save_file(msd, p))
-    flat, groups = _flatten_optim(osd)
-    _fsync_write(tmp / "optimizer.safetensors", lambda p: save_file(flat, p))
+    tmp = ckpt_root / f".step_{step:08d}.tmp"
+    groups: list[dict] = []
+    if sharded:
+        import torch.distributed.checkpoint as dcp
+
+        if udist.is_main():
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        udist.barrier()
+        msd = get_model_state_dict(model)
+        osd = get_optimizer_state_dict(model, optimizer)
+        dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(tmp))  # files fsynced by DCP's writer
+        udist.barrier()
+        if not udist.is_main():
+            udist.barrier()
+            return None
+    else:
+        msd = get_model_state_dict(model, options=FULL)
+        osd = get_optimizer_state_dict(model, optimizer, options=FULL)
+        if not udist.is_main():
+            udist.barrier()
+            return None
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        msd = {k: v.detach().contiguous().cpu() for k, v in msd.items()}
+        _fsync_write(tmp / "model.safetensors", lambda p: save_file(msd, p))
+        flat, groups = _flatten_optim(osd)
+        _fsync_write(tmp / "optimizer.safetensors", lambda p: save_file(flat, p))
     rng_t, rng_s = _split_rng(rng_states)
     _fsync_write(tmp / "rng.safetensors", lambda p: save_file(rng_t, p))
     state = {"step": step, "param_groups": groups, "rng": rng_s, **extra}
@@ -120,11 +147,22 @@ def load_checkpoint(ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Opt
     """Load weights (and optimizer state) into a plain / DDP / FSDP2 model on every rank; returns
     state.json plus `rng` (this rank's RNG state or None)."""
     state = json.loads((ckpt_dir / "state.json").read_text())
-    msd = load_file(str(ckpt_dir / "model.safetensors"))
-    set_model_state_dict(model, msd, options=StateDictOptions(full_state_dict=True))
-    if optimizer is not None:
-        osd = _unflatten_optim(load_file(str(ckpt_dir / "optimizer.safetensors")), state["param_groups"])
-        set_optimizer_state_dict(model, optimizer, osd, options=StateDictOptions(full_state_dict=True))
+    if is_sharded(ckpt_dir):  # DCP: every rank reads the pieces of its own shards
+        import torch.distributed.checkpoint as dcp
+
+        target = {"model": get_model_state_dict(model)}
+        if optimizer is not None:
+            target["optim"] = get_optimizer_state_dict(model, optimizer)
+        dcp.load(target, checkpoint_id=str(ckpt_dir))
+        set_model_state_dict(model, target["model"])
+        if optimizer is not None:
+            set_optimizer_state_dict(model, optimizer, target["optim"])
+    else:
+        msd = load_file(str(ckpt_dir / "model.safetensors"))
+        set_model_state_dict(model, msd, options=StateDictOptions(full_state_dict=True))
+        if optimizer is not None:
+            osd = _unflatten_optim(load_file(str(ckpt_dir / "optimizer.safetensors")), state["param_groups"])
+            set_optimizer_state_dict(model, optimizer, osd, options=StateDictOptions(full_state_dict=True))
     rng_t = load_file(str(ckpt_dir / "rng.safetensors"))
     state["rng"] = _join_rng(rng_t, state.get("rng", {}), udist.rank())
     return state

@@ -175,6 +175,7 @@ class PretrainConfig:
     threads: int = 0  # torch threads per process on CPU (0 = cores / local ranks - loader workers)
     ckpt_every: int = 100
     keep_last: int = 2
+    ckpt_format: str = "full"  # full (safetensors, gathered on rank 0) | sharded (DCP, every rank writes its shards)
     resume: bool = True  # re-running the same command continues from the last checkpoint
     max_nonfinite: int = 3  # stop after this many non-finite losses in a row
     export_encoder: bool = True
@@ -195,6 +196,8 @@ class PretrainConfig:
             raise ValueError(f"compile_mode must be one of {modes}, got {self.compile_mode!r}")
         if self.hsdp_shard_size < 0:
             raise ValueError("hsdp_shard_size must be >= 0 (0 = GPUs per node)")
+        if self.ckpt_format not in ("full", "sharded"):
+            raise ValueError(f"ckpt_format must be full | sharded, got {self.ckpt_format!r}")
         if self.keep_last < 1 or self.ckpt_every < 1:
             raise ValueError("keep_last and ckpt_every must be >= 1")
 

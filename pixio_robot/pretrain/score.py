@@ -48,7 +48,12 @@ def load_mae(path: str | Path) -> PixioMAE:
     if (path / "state.json").exists():
         state = json.loads((path / "state.json").read_text())
         model = PixioMAE(MAEConfig(**state["model_config"]))
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        if (path / ".metadata").exists():  # a sharded (DCP) checkpoint: read whole in this process
+            from pixio_robot.pretrain.checkpoint import load_checkpoint
+
+            load_checkpoint(path, model, None)
+        else:
+            model.load_state_dict(load_file(str(path / "model.safetensors")))
         return model
     if (path / "config.json").exists():
         return load_model(path)

@@ -328,7 +328,8 @@ def _checkpoint(ckpt_root: Path, step: int, model, raw, optimizer, tracker: Lane
     target = raw if udist.world_size() == 1 else model
     save_checkpoint(ckpt_root, step, target, optimizer, rngs,
                     {"data": data, "loss_start": loss_start, "model_name": cfg.model.name,
-                     "model_config": dataclasses.asdict(raw.config)}, cfg.keep_last)
+                     "model_config": dataclasses.asdict(raw.config)}, cfg.keep_last,
+                    sharded=cfg.ckpt_format == "sharded")
 
 
 def _reduce_stats(totals: dict, device: torch.device) -> dict:
