@@ -125,3 +125,29 @@ def test_auto_micro_batch_fits_the_card_and_divides_the_batch():
     assert big >= 16 and 1024 % big == 0
     with pytest.raises(ValueError, match="micro_batch_size must be"):
         PretrainConfig(micro_batch_size=-1)
+
+
+def test_plan_only_reports_without_touching_data_and_sees_accumulation(tmp_path):
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from pixio_robot.pretrain import run_pretrain
+    from pixio_robot.pretrain.config import register_configs
+
+    register_configs()
+
+    def plan(*extra):
+        with initialize_config_module("pixio_robot.configs.pretrain", version_base="1.3"):
+            cfg = OmegaConf.to_object(compose("config", overrides=[
+                "experiment=pixio_5b16", "data.sources.web.path=/nonexistent/shards", f"run_dir={tmp_path}/run",
+                "plan_only=true", "plan_device_gib=80", *extra]))
+        return run_pretrain(cfg)
+
+    eight = plan("plan_world_size=8", "micro_batch_size=8")
+    assert not (tmp_path / "run").exists()  # no run directory, no data read, no weights built
+    assert eight["fits"] is True and eight["accumulation"] == 256 and eight["memory"]["params"] > 5e9
+    sixty_four = plan("plan_world_size=8")  # the experiment's micro-batch
+    assert sixty_four["micro_batch"] == 64 and sixty_four["images_per_s_on_paper"] > 1.2 * eight["images_per_s_on_paper"]
+    one = plan("plan_world_size=1", "activation_checkpointing=true")
+    assert one["fits"] is False and "fsdp_cpu_offload=true" in one["advice"]
+    assert plan("plan_world_size=1", "fsdp_cpu_offload=true")["fits"] is True

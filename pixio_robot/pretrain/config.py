@@ -179,6 +179,9 @@ class PretrainConfig:
     resume: bool = True  # re-running the same command continues from the last checkpoint
     max_nonfinite: int = 3  # stop after this many non-finite losses in a row
     export_encoder: bool = True
+    plan_only: bool = False  # print memory / FLOPs / step time of this config and exit (no data, no weights)
+    plan_device_gib: float = 0.0  # plan_only / micro_batch_size=0: the card to plan for (0 = this GPU)
+    plan_world_size: int = 0  # plan_only: ranks to plan for (0 = this launch's)
 
     def __post_init__(self) -> None:
         if self.micro_batch_size is not None and self.micro_batch_size < 0:

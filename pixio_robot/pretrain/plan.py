@@ -67,9 +67,19 @@ def _count_params(config: MAEConfig) -> tuple[int, int, int]:
     return total, largest, decoder
 
 
+_FLOPS: dict[str, dict[str, float]] = {}
+
+
 def flops_per_image(config: MAEConfig) -> dict[str, float]:
     """Forward + backward FLOPs per image (FlopCounterMode: a multiply-add is 2 FLOPs), total and
     for the encoder and the decoder blocks. Counted on the meta device: free even for 5B."""
+    key = repr(config)
+    if key not in _FLOPS:
+        _FLOPS[key] = _flops_per_image(config)
+    return dict(_FLOPS[key])
+
+
+def _flops_per_image(config: MAEConfig) -> dict[str, float]:
     from pixio_robot.models.mae import PixioMAE
 
     with torch.device("meta"):
@@ -154,7 +164,8 @@ def max_micro_batch(config: MAEConfig, device_gib: float, **kw) -> int:
 
 def step_time_on_paper(config: MAEConfig, flops_per_image: float, global_batch: int, world: int, *,
                        mfu: float = 0.4, peak_tflops: float = 989.0, nvlink_gbps: float = 450.0,
-                       ib_gbps: float = 50.0, node_gpus: int = 8, ac: bool = False, hybrid: bool = True) -> dict:
+                       ib_gbps: float = 50.0, node_gpus: int = 8, ac: bool = False, hybrid: bool = True,
+                       micro_batch: int | None = None) -> dict:
     """Seconds per optimizer step on `world` GPUs, on paper.
 
     Compute: FLOPs at `mfu` of the peak (x 4/3 when activations are recomputed). Communication
@@ -163,9 +174,12 @@ def step_time_on_paper(config: MAEConfig, flops_per_image: float, global_batch: 
     that runs at `nvlink_gbps`; across nodes full sharding is bound by `ib_gbps`, so `hybrid`
     (HSDP: shard inside a node, all-reduce the shards' gradients across nodes, 2 x 4 bytes per
     parameter / node_gpus over InfiniBand) is what scales. Communication overlaps compute; only
-    the excess and one block's share stay exposed."""
+    the excess and one block's share stay exposed. With gradient accumulation (`micro_batch` <
+    global_batch / world) every micro-batch gathers the weights and reduces its gradients again."""
     total, largest, _ = count_params(config)
-    compute = global_batch / world * flops_per_image * (4 / 3 if ac else 1.0) / (mfu * peak_tflops * 1e12)
+    per_rank = global_batch / world
+    accum = max(1, round(per_rank / micro_batch)) if micro_batch else 1
+    compute = per_rank / accum * flops_per_image * (4 / 3 if ac else 1.0) / (mfu * peak_tflops * 1e12)
     shard = min(world, node_gpus) if hybrid else world
     intra = 8 * total * (shard - 1) / shard if shard > 1 else 0.0
     link = nvlink_gbps if shard <= node_gpus else ib_gbps
@@ -174,8 +188,9 @@ def step_time_on_paper(config: MAEConfig, flops_per_image: float, global_batch: 
         nodes = world // node_gpus
         comm += 2 * 4 * total / shard * (nodes - 1) / nodes / (ib_gbps * 1e9)
     exposed = max(0.0, comm - compute) + (8 * largest / (link * 1e9) if comm else 0.0)
-    step = compute + exposed
-    return {"world": world, "compute_s": compute, "comm_s": comm, "step_s": step,
+    step = accum * (compute + exposed)
+    compute, comm = accum * compute, accum * comm
+    return {"world": world, "accumulation": accum, "compute_s": compute, "comm_s": comm, "step_s": step,
             "images_per_s": global_batch / step, "images_per_s_per_gpu": global_batch / step / world,
             "scaling_efficiency": compute / step, "sharding": "hsdp" if hybrid and world > node_gpus else "fsdp"}
 

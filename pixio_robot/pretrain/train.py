@@ -73,11 +73,17 @@ def auto_micro_batch(cfg: PretrainConfig, world: int, device_gib: float | None, 
                      + fits_message(plan_memory(mcfg, 1, **plan_kw), device_gib))
 
 
+def _device_gib(cfg: PretrainConfig, device: torch.device) -> float | None:
+    if cfg.plan_device_gib:
+        return cfg.plan_device_gib
+    return torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
+
+
 def _batch_math(cfg: PretrainConfig, world: int, device: torch.device | None = None) -> tuple[int, int]:
     micro = cfg.micro_batch_size if cfg.micro_batch_size is not None else cfg.batch_size // world
     if micro == 0:
         device = device or torch.device("cpu")
-        gib = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
+        gib = _device_gib(cfg, device)
         micro = auto_micro_batch(cfg, world, gib, _plan_kwargs(cfg, device, world))
         log.info("micro_batch_size=0 (auto): micro-batch %d per rank", micro)
     if micro < 1 or cfg.batch_size % (micro * world):
@@ -111,6 +117,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     device = _device(cfg)
     _set_threads(cfg, device)
     rank, world, main = udist.rank(), udist.world_size(), udist.is_main()
+    if cfg.plan_only:
+        return plan_run(cfg, device, world)
     run_dir = Path(cfg.run_dir)
     if main:
         prepare_run_dir(run_dir, cfg)
@@ -290,6 +298,43 @@ class _ScalarReports:
         self.logger.scalars(step, scalars)
         self.bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", lr=f"{scalars['train/lr']:.2e}",
                              ips=f"{scalars['train/images_per_s']:.0f}")
+
+
+def plan_run(cfg: PretrainConfig, device: torch.device, world: int) -> dict:
+    """`plan_only=true`: what this configuration needs, without data, weights or a run directory:
+    micro-batch and accumulation, memory per device (against `plan_device_gib` or this GPU), FLOPs
+    per image and step time on paper at 40% MFU of an H100 / H200."""
+    from pixio_robot.pretrain.plan import fits_message, flops_per_image, plan_memory, step_time_on_paper
+
+    world = cfg.plan_world_size or world
+    micro, accum = _batch_math(cfg, world, device)
+    mcfg = _model_config(cfg)
+    kw = _plan_kwargs(cfg, device if not cfg.plan_device_gib else torch.device("cuda"), world)
+    plan = plan_memory(mcfg, micro, **kw)
+    flops = flops_per_image(mcfg)["total"]
+    paper = step_time_on_paper(mcfg, flops, cfg.batch_size, world, ac=cfg.activation_checkpointing,
+                               hybrid=cfg.parallel == "hsdp", micro_batch=micro)
+    gib = _device_gib(cfg, device)
+    advice = fits_message(plan, gib) if gib else None
+    out = {"model": cfg.model.name, "world_size": world, "micro_batch": micro, "accumulation": accum,
+           "memory": plan.as_dict(), "device_gib": gib, "fits": advice is None if gib else None, "advice": advice,
+           "gflop_per_image": flops / 1e9, "step_s_on_paper": paper["step_s"],
+           "images_per_s_on_paper": paper["images_per_s"]}
+    lines = [f"plan for {cfg.model.name} ({plan.params / 1e6:.0f}M params), {world} rank(s), parallel={cfg.parallel}, "
+             f"amp={cfg.amp}, activation_checkpointing={cfg.activation_checkpointing}",
+             f"  batch {cfg.batch_size} = {world} rank(s) x micro-batch {micro} x {accum} accumulation",
+             f"  per device: {plan.total_gib:.1f} GiB (states {plan.device_states_gib:.1f}, bf16 copies "
+             f"{plan.compute_copies_gib:.1f}, activations {plan.activations_gib:.1f})"
+             + (f" + {plan.host_gib:.1f} GiB host" if plan.host_gib else "")
+             + (f" of {gib:.0f} GiB: {'fits' if advice is None else 'does NOT fit'}" if gib else ""),
+             f"  {flops / 1e9:.1f} GFLOP per image; on paper (40% MFU, 989 TFLOP/s per GPU): "
+             f"{paper['step_s']:.2f} s per step, {paper['images_per_s']:.0f} images/s "
+             f"({paper['scaling_efficiency']:.0%} of it computing; the rest waits on weight all-gathers)"]
+    if advice:
+        lines.append("  " + advice)
+    if udist.is_main():
+        print("\n".join(lines), flush=True)
+    return out
 
 
 def _log_memory_plan(cfg: PretrainConfig, device: torch.device, micro: int, world: int) -> None:
