@@ -158,3 +158,46 @@ def test_step_never_reads_device_values(monkeypatch, clip, accum):
     monkeypatch.undo()
     assert seen == ["__bool__"]
     assert bool(out.finite) and (out.grad_norm is not None or clip == 0.0)
+
+
+def test_scalar_reports_wait_for_the_copy_and_still_stop_a_diverged_run(tmp_path):
+    """Logged scalars are read only once their device->host copy has landed (CUDA event query),
+    in order; a diverged run still raises when its scalars are read."""
+    from pixio_robot.pretrain.train import NonFiniteLossError, _ScalarReports
+
+    class Event:
+        def __init__(self):
+            self.done = False
+
+        def query(self):
+            return self.done
+
+        def synchronize(self):
+            self.done = True
+
+    logged = []
+
+    class Logger:
+        def scalars(self, step, scalars):
+            logged.append((step, scalars["train/loss"]))
+
+    class Bar:
+        def set_postfix(self, **kw):
+            pass
+
+    reports = _ScalarReports(PretrainConfig(max_nonfinite=3), Logger(), Bar(), tmp_path, None)
+    first, second = Event(), Event()
+    host = {"train/lr": 1e-3, "train/images_per_s": 10.0, "data/keep_rate": 1.0}
+    reports.pending.append((10, torch.tensor([5.0, 10.0, 0.0, 0.0, 1.5]), first, host))
+    reports.pending.append((20, torch.tensor([4.0, 10.0, 0.0, 0.0, float("nan")]), second, host))
+    reports.drain()
+    assert logged == [] and len(reports.pending) == 2  # nothing landed yet: the host does not wait
+    second.done = True
+    reports.drain()
+    assert logged == []  # still in order: step 10 first
+    first.done = True
+    reports.drain()
+    assert logged == [(10, 0.5), (20, 0.4)] and reports.loss_start == 0.5 and reports.history[-1] == (20, 0.4)
+    reports.pending.append((30, torch.tensor([0.0, 0.0, 3.0, 3.0, float("nan")]), Event(), host))
+    with pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row at step 30"):
+        reports.drain(wait=True)
