@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from pixio_robot.models import create_model
+from pixio_robot.models import IMAGENET_MEAN, IMAGENET_STD, create_model
 from pixio_robot.pretrain.config import OptimConfig
 from pixio_robot.pretrain.distributed import checkpoint_blocks, compile_blocks, wrap_model
 from pixio_robot.pretrain.engine import Engine, build_optimizer
@@ -80,7 +80,9 @@ def build(args, variant: str, device):
     batch = synthetic_batch(args.batch, args.img_size, model.masking.num_blocks, device)
     if variant == "reference":
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
-        x = (batch["images"].float() / 255.0 - 0.45) / 0.225
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        x = (batch["images"].float() / 255.0 - mean) / std
 
         def ref_step():
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):

@@ -68,7 +68,7 @@ def main() -> None:
         cfg = config(name)
         for label, kw in SETTINGS.items():
             for card in (80, 141):
-                mb = max_micro_batch(cfg, card * 0.92, **kw)
+                mb = max_micro_batch(cfg, card, **kw)
                 p = plan_memory(cfg, max(mb, 1), **kw)
                 out["single_gpu"].append({"model": name, "setting": label, "card_gib": card, "max_micro_batch": mb,
                                           **p.as_dict()})

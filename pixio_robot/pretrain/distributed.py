@@ -56,6 +56,11 @@ def bf16_params(device: torch.device, amp: str) -> bool:
     return amp == "bf16" or (amp == "auto" and device.type == "cuda")
 
 
+def hsdp_shard_size(shard_size: int, world: int) -> int:
+    """Ranks per HSDP shard group: `shard_size`, or (0) the GPUs of a node (LOCAL_WORLD_SIZE)."""
+    return shard_size or int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+
 def wrap_model(model: nn.Module, device: torch.device, parallel: str, amp: str,
                cpu_offload: bool = False, shard_size: int = 0) -> nn.Module:
     """Return the module to train (the same object for FSDP2, a DDP wrapper for DDP).
@@ -73,7 +78,7 @@ def wrap_model(model: nn.Module, device: torch.device, parallel: str, amp: str,
 
     world = udist.world_size()
     if parallel == "hsdp":
-        shard = shard_size or int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        shard = hsdp_shard_size(shard_size, world)
         if shard < 1 or world % shard:
             raise ValueError(f"hsdp_shard_size {shard} must divide the world size {world}")
         mesh = init_device_mesh(device.type, (world // shard, shard), mesh_dim_names=("replicate", "shard"))

@@ -17,6 +17,7 @@ it is not overlapped.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -25,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pixio_robot.models.config import MAEConfig
 
 GIB = 2**30
+USABLE = 0.92  # share of a card a plan may fill: CUDA context, allocator fragmentation
 ACT_BYTES_BF16 = 36  # per token x width per block, bf16 autocast (measured; see module docstring)
 ACT_BYTES_FP32 = 64
 
@@ -44,18 +46,18 @@ class MemoryPlan:
         return asdict(self)
 
 
-_COUNTS: dict[str, tuple[int, int, int]] = {}
+_COUNTS: dict[str, tuple[int, int]] = {}
 
 
-def count_params(config: MAEConfig) -> tuple[int, int, int]:
-    """(total, largest transformer block, decoder) parameter counts, built on the meta device."""
+def count_params(config: MAEConfig) -> tuple[int, int]:
+    """(total, largest transformer block) parameter counts, built on the meta device."""
     key = repr(config)
     if key not in _COUNTS:
         _COUNTS[key] = _count_params(config)
     return _COUNTS[key]
 
 
-def _count_params(config: MAEConfig) -> tuple[int, int, int]:
+def _count_params(config: MAEConfig) -> tuple[int, int]:
     from pixio_robot.models.mae import PixioMAE
 
     with torch.device("meta"):
@@ -63,8 +65,7 @@ def _count_params(config: MAEConfig) -> tuple[int, int, int]:
     total = sum(p.numel() for p in model.parameters())
     blocks = [*model.encoder.blocks, *model.decoder_blocks]
     largest = max(sum(p.numel() for p in b.parameters()) for b in blocks)
-    decoder = total - sum(p.numel() for p in model.encoder.parameters())
-    return total, largest, decoder
+    return total, largest
 
 
 _FLOPS: dict[str, dict[str, float]] = {}
@@ -127,7 +128,7 @@ def activation_bytes_per_image(config: MAEConfig, bf16: bool, ac: bool) -> float
 def plan_memory(config: MAEConfig, micro_batch: int, *, world: int = 1, bf16: bool = True,
                 fsdp: bool = False, ac: bool = False, offload: bool = False) -> MemoryPlan:
     """Peak device memory of one training step per rank (see the module docstring)."""
-    total, largest, _ = count_params(config)
+    total, largest = count_params(config)
     shard = world if fsdp else 1
     states, grads = 16 * total / shard, 4 * total / shard
     host = 0.0
@@ -153,13 +154,12 @@ def plan_memory(config: MAEConfig, micro_batch: int, *, world: int = 1, bf16: bo
                       dev / GIB)
 
 
-def max_micro_batch(config: MAEConfig, device_gib: float, **kw) -> int:
-    """The largest micro-batch (a power of two) whose plan fits in `device_gib`; 0 if none."""
-    best = 0
-    for b in (2**i for i in range(0, 13)):
-        if plan_memory(config, b, **kw).total_gib <= device_gib:
-            best = b
-    return best
+def max_micro_batch(config: MAEConfig, card_gib: float, candidates: Iterable[int] | None = None, **kw) -> int:
+    """The largest micro-batch among `candidates` (default: powers of two up to 4096) whose plan
+    fits in `USABLE` of a `card_gib` card; 0 if none does. `kw` as for `plan_memory`."""
+    fitting = [b for b in (candidates or [2**i for i in range(13)])
+               if plan_memory(config, b, **kw).total_gib <= USABLE * card_gib]
+    return max(fitting, default=0)
 
 
 def step_time_on_paper(config: MAEConfig, flops_per_image: float, global_batch: int, world: int, *,
@@ -176,7 +176,7 @@ def step_time_on_paper(config: MAEConfig, flops_per_image: float, global_batch: 
     parameter / node_gpus over InfiniBand) is what scales. Communication overlaps compute; only
     the excess and one block's share stay exposed. With gradient accumulation (`micro_batch` <
     global_batch / world) every micro-batch gathers the weights and reduces its gradients again."""
-    total, largest, _ = count_params(config)
+    total, largest = count_params(config)
     per_rank = global_batch / world
     accum = max(1, round(per_rank / micro_batch)) if micro_batch else 1
     compute = per_rank / accum * flops_per_image * (4 / 3 if ac else 1.0) / (mfu * peak_tflops * 1e12)
@@ -197,7 +197,7 @@ def step_time_on_paper(config: MAEConfig, flops_per_image: float, global_batch: 
 
 def fits_message(plan: MemoryPlan, device_gib: float) -> str | None:
     """None when the plan fits; else what to change."""
-    if plan.total_gib <= device_gib * 0.92:  # CUDA context, allocator fragmentation
+    if plan.total_gib <= USABLE * device_gib:
         return None
     return (f"this step needs about {plan.total_gib:.1f} GiB per device (states {plan.device_states_gib:.1f}, "
             f"activations {plan.activations_gib:.1f} at micro-batch {plan.micro_batch}) but the device has "

@@ -35,12 +35,10 @@ log = get_logger(__name__)
 def load_mae(path: str | Path) -> PixioMAE:
     """A `save_model` directory, a pretraining checkpoint directory, or a run directory (its newest
     checkpoint)."""
-    from safetensors.torch import load_file
+    from pixio_robot.pretrain.checkpoint import list_checkpoints, load_checkpoint
 
     path = Path(path).expanduser()
     if (path / "checkpoints").is_dir():
-        from pixio_robot.pretrain.checkpoint import list_checkpoints
-
         ckpts = list_checkpoints(path / "checkpoints")
         if not ckpts:
             raise FileNotFoundError(f"{path} holds no complete checkpoint under checkpoints/")
@@ -48,12 +46,7 @@ def load_mae(path: str | Path) -> PixioMAE:
     if (path / "state.json").exists():
         state = json.loads((path / "state.json").read_text())
         model = PixioMAE(MAEConfig(**state["model_config"]))
-        if (path / ".metadata").exists():  # a sharded (DCP) checkpoint: read whole in this process
-            from pixio_robot.pretrain.checkpoint import load_checkpoint
-
-            load_checkpoint(path, model, None)
-        else:
-            model.load_state_dict(load_file(str(path / "model.safetensors")))
+        load_checkpoint(path, model, None)  # full or sharded, read whole in this process
         return model
     if (path / "config.json").exists():
         return load_model(path)

@@ -82,9 +82,8 @@ class RandomResizedCrop:
         if self.box is None:
             self._draw(img.shape[0], img.shape[1])
         top, left, ch, cw = self.box
-        sy, sx = img.shape[0] / self.orig_hw[0], img.shape[1] / self.orig_hw[1]
-        box = (left, top, left + cw, top + ch) if sx == sy == 1 else \
-            (left * sx, top * sy, (left + cw) * sx, (top + ch) * sy)
+        sy, sx = img.shape[0] / self.orig_hw[0], img.shape[1] / self.orig_hw[1]  # 1 unless drafted
+        box = (left * sx, top * sy, (left + cw) * sx, (top + ch) * sy)
         out = Image.fromarray(img).resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
         return np.asarray(out).transpose(2, 0, 1)  # (3, S, S)
 

@@ -43,11 +43,9 @@ def _gather(obj):
 
 def _plan_kwargs(cfg: PretrainConfig, device: torch.device, world: int) -> dict:
     """`plan_memory` settings of this run (hsdp shards over a group of ranks only)."""
-    from pixio_robot.pretrain.distributed import bf16_params
+    from pixio_robot.pretrain.distributed import bf16_params, hsdp_shard_size
 
-    ranks = world
-    if cfg.parallel == "hsdp":
-        ranks = cfg.hsdp_shard_size or int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    ranks = hsdp_shard_size(cfg.hsdp_shard_size, world) if cfg.parallel == "hsdp" else world
     return {"world": ranks, "bf16": bf16_params(device, cfg.amp), "fsdp": cfg.parallel != "ddp",
             "ac": cfg.activation_checkpointing, "offload": cfg.fsdp_cpu_offload}
 
@@ -58,17 +56,17 @@ def _model_config(cfg: PretrainConfig):
 
 
 def auto_micro_batch(cfg: PretrainConfig, world: int, device_gib: float | None, plan_kw: dict) -> int:
-    """`micro_batch_size=0`: the largest divisor of the per-rank batch whose memory plan fits in
-    92% of the device (no limit on CPU: the whole per-rank batch)."""
-    from pixio_robot.pretrain.plan import fits_message, plan_memory
+    """`micro_batch_size=0`: the largest divisor of the per-rank batch whose memory plan fits the
+    device (no limit on CPU: the whole per-rank batch)."""
+    from pixio_robot.pretrain.plan import fits_message, max_micro_batch, plan_memory
 
     per_rank = cfg.batch_size // world
     if device_gib is None:
         return per_rank
     mcfg = _model_config(cfg)
-    for micro in range(per_rank, 0, -1):
-        if per_rank % micro == 0 and plan_memory(mcfg, micro, **plan_kw).total_gib <= 0.92 * device_gib:
-            return micro
+    micro = max_micro_batch(mcfg, device_gib, [d for d in range(1, per_rank + 1) if per_rank % d == 0], **plan_kw)
+    if micro:
+        return micro
     raise ValueError("micro_batch_size=0 (auto): not even a micro-batch of 1 fits; "
                      + fits_message(plan_memory(mcfg, 1, **plan_kw), device_gib))
 
@@ -307,10 +305,11 @@ def plan_run(cfg: PretrainConfig, device: torch.device, world: int) -> dict:
     from pixio_robot.pretrain.plan import fits_message, flops_per_image, plan_memory, step_time_on_paper
 
     world = cfg.plan_world_size or world
+    if cfg.plan_device_gib:  # planning for a GPU card from any machine: amp=auto means bf16 there
+        device = torch.device("cuda")
     micro, accum = _batch_math(cfg, world, device)
     mcfg = _model_config(cfg)
-    kw = _plan_kwargs(cfg, device if not cfg.plan_device_gib else torch.device("cuda"), world)
-    plan = plan_memory(mcfg, micro, **kw)
+    plan = plan_memory(mcfg, micro, **_plan_kwargs(cfg, device, world))
     flops = flops_per_image(mcfg)["total"]
     paper = step_time_on_paper(mcfg, flops, cfg.batch_size, world, ac=cfg.activation_checkpointing,
                                hybrid=cfg.parallel == "hsdp", micro_batch=micro)
@@ -347,10 +346,10 @@ def _log_memory_plan(cfg: PretrainConfig, device: torch.device, micro: int, worl
         log.info("memory plan per device: %.1f GiB (states %.1f, bf16 copies %.1f, activations %.1f at micro-batch "
                  "%d)%s", plan.total_gib, plan.device_states_gib, plan.compute_copies_gib, plan.activations_gib,
                  micro, f" + {plan.host_gib:.1f} GiB pinned host memory" if plan.host_gib else "")
-        if device.type == "cuda":
-            msg = fits_message(plan, torch.cuda.get_device_properties(device).total_memory / 2**30)
-            if msg:
-                log.warning(msg)
+        gib = _device_gib(cfg, device)
+        msg = fits_message(plan, gib) if gib else None
+        if msg:
+            log.warning(msg)
 
 
 def _recon(raw, engine: Engine, batch: dict, cfg: PretrainConfig, run_dir: Path, logger, step: int) -> None:
