@@ -8,7 +8,8 @@
 #               weights under autocast and with FSDP2's bf16 compute copies    (~6 min on an H100/H200)
 #   PARTS=big   torch.profiler summary of the B/16 step; Pixio-1B/16 and 5B/16 on one GPU (FSDP2 bf16
 #               weights + activation checkpointing, + CPU offload under 100 GB)          (~4 min)
-#   PARTS=extra B/16 with pure bf16 weights, the whole forward compiled, Triton autotuned matmuls
+#   PARTS=extra B/16 with pure bf16 weights, the whole forward compiled, Triton autotuned matmuls,
+#               CUDA graphs of the whole forward + backward (reduce-overhead)               (~7 min)
 #   PARTS=all   all three (default). On a lent GPU run the parts as separate calls, in this order
 #               (a command may run 10 minutes; the device budget is shared by all calls).
 #   SMOKE=1     CPU dry run with a tiny model: checks the script, not the speed. PYTHON=.venv/bin/python.
@@ -24,7 +25,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu
 
 if [ -n "${SMOKE:-}" ]; then
   "$PY" benchmarks/gpu_checks.py --json "$out/checks.json" > /dev/null || echo "checks failed"
-  bench --model pixio_mae_test --img-size 64 --batch 8 --variants reference,compile,bf16w,pure_bf16 \
+  bench --model pixio_mae_test --img-size 64 --batch 8 --variants reference,compile,bf16w,pure_bf16,pure_bf16_cg \
     --steps 1 --repeats 1 --warmup 1 --profile "$out/profile" --json "$out/smoke.json"
   exit 0
 fi
@@ -49,5 +50,7 @@ fi
 if [ "$parts" = extra ] || [ "$parts" = all ]; then
   bench --model pixio_mae_vitb16 --batch 256 --variants pure_bf16,compile_model,bf16w_max "${common[@]}" \
     --json "$out/pixio_b16_extra.json"
+  bench --model pixio_mae_vitb16 --batch 256 --variants compile_model_cg,pure_bf16_cg "${common[@]}" \
+    --json "$out/pixio_b16_cudagraphs.json"
 fi
 ls -la "$out"
