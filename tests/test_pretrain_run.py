@@ -113,6 +113,29 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_resume_from_a_step_that_is_not_a_multiple_of_the_workers(tmp_path):
+    """The DataLoader takes batches from its workers in turn and always starts with worker 0; a run
+    resumed after an odd number of batches (2 workers) must still see the batches it would have."""
+    import shutil
+
+    from pixio_robot.pretrain import run_pretrain
+
+    args = ["steps=7", "ckpt_every=3", "keep_last=5", "logger.log_every=1", "data.num_workers=2", "threads=1",
+            "optim.lr=0.2", "export_encoder=false"]
+    ref = run_pretrain(cfg_for(tmp_path / "full", *args))
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full" / "checkpoints", resumed_dir / "checkpoints")
+    for step in (6, 7):  # keep only step 3: 3 batches consumed, worker 1 was next
+        shutil.rmtree(resumed_dir / "checkpoints" / f"step_{step:08d}")
+    (resumed_dir / "checkpoints" / "latest.txt").write_text("step_00000003\n")
+    res = run_pretrain(cfg_for(resumed_dir, *args))
+    assert res["resumed_from"] == 3
+    ref_losses = dict(ref["loss_history"])
+    assert [s for s, _ in res["loss_history"]] == [4, 5, 6, 7]
+    for s, v in res["loss_history"]:
+        assert v == pytest.approx(ref_losses[s], abs=1e-6), (s, v, ref_losses[s])
+
+
 def test_score_then_loss_based_sampling(tmp_path):
     import numpy as np
     import pyarrow.parquet as pq

@@ -105,8 +105,10 @@ class PretrainStream(IterableDataset):
 
     def __init__(self, sources: list[Source], data: DataConfig, curation: CurationConfig, *, seed: int,
                  img_size: int, batch_size: int, noise_dim: int, rank: int = 0, world_size: int = 1,
-                 lane_states: dict[int, list[int]] | None = None, with_ids: bool = False) -> None:
+                 lane_states: dict[int, list[int]] | None = None, with_ids: bool = False,
+                 worker_offset: int = 0) -> None:
         super().__init__()
+        self.worker_offset = worker_offset
         self.sources, self.data, self.curation = sources, data, curation
         self.seed, self.img_size, self.batch_size, self.noise_dim = seed, img_size, batch_size, noise_dim
         self.rank, self.world_size = rank, world_size
@@ -152,9 +154,12 @@ class PretrainStream(IterableDataset):
 
     # -- iteration ----------------------------------------------------------------------------
     def lane(self) -> tuple[int, int]:
+        """(lane, lanes). A DataLoader takes batches from its workers in turn, starting with worker
+        0; a resumed run rotates workers onto lanes by `worker_offset` (batches consumed mod
+        workers) so its first batch comes from the lane that was next, as without the restart."""
         info = get_worker_info()
         w, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-        return self.rank * nw + w, self.world_size * nw
+        return self.rank * nw + (w + self.worker_offset) % nw, self.world_size * nw
 
     def _stream_iter(self, s: int, lane: int, num_lanes: int, skip: int, stats: dict) -> Iterator:
         """Endless (pass, id, bytes) of a streaming source for this lane, after `skip` samples."""

@@ -163,7 +163,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         log.warning("the saved data position is for another rank / worker layout; continuing after it")
     stream = PretrainStream(sources, cfg.data, cfg.curation, seed=cfg.seed, img_size=cfg.model.img_size,
                             batch_size=micro, noise_dim=raw.masking.num_blocks, rank=rank, world_size=world,
-                            lane_states=tracker.states)
+                            lane_states=tracker.states,
+                            worker_offset=0 if tracker.restarted else start * accum % max(num_workers, 1))
     loader = DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=device.type == "cuda",
                         prefetch_factor=cfg.data.prefetch_factor if num_workers else None)
     logger = ScalarLogger(run_dir, cfg.logger.tensorboard, cfg.logger.wandb, cfg.logger.wandb_project,
