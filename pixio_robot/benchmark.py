@@ -194,14 +194,16 @@ def main() -> None:
     import os
 
     import hydra
-    from omegaconf import OmegaConf
+
+    from pixio_robot.utils.cli import to_config, user_errors
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.benchmark", config_name="config")
     def _app(dcfg) -> None:
-        run_benchmark(OmegaConf.to_object(dcfg))
+        with user_errors("re-run the same command: finished cells are skipped"):
+            run_benchmark(to_config(dcfg))
 
     _app()
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from pixio_robot.utils.cli import to_config, user_errors
 
 
 @dataclass
@@ -85,7 +87,8 @@ def run_collect(cfg: CollectConfig, run_dir: str | Path | None = None) -> dict:
 def _app(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    result = run_collect(OmegaConf.to_object(cfg), run_dir=HydraConfig.get().runtime.output_dir)
+    with user_errors("re-run the same command to continue to the requested number of episodes"):
+        result = run_collect(to_config(cfg), run_dir=HydraConfig.get().runtime.output_dir)
     print(f"{result['episodes']} episodes ({result['frames']} frames) in {result['root']}; "
           f"expert success {result['successes']}/{result['attempts']} attempts")
 

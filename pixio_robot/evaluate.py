@@ -135,12 +135,13 @@ def main() -> None:
     """Console script / `python -m` entry (hydra)."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+
+    from pixio_robot.utils.cli import to_config, user_errors
 
     @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.evaluate", config_name="config")
     def _app(dcfg) -> None:
-        cfg = OmegaConf.to_object(dcfg)
-        run_evaluate(cfg, HydraConfig.get().runtime.output_dir)
+        with user_errors():
+            run_evaluate(to_config(dcfg), HydraConfig.get().runtime.output_dir)
 
     _app()
 

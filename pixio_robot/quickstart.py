@@ -264,14 +264,16 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 def main() -> None:
     """Console script / `python -m` entry (hydra)."""
     import hydra
-    from omegaconf import OmegaConf
+
+    from pixio_robot.utils.cli import to_config, user_errors
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.quickstart", config_name="config")
     def _app(dcfg) -> None:
-        run_quickstart(OmegaConf.to_object(dcfg))
+        with user_errors("re-run the same command to resume (finished steps are kept)"):
+            run_quickstart(to_config(dcfg))
 
     _app()
 

@@ -304,16 +304,18 @@ def main() -> None:
     """Console entry (`pixio-train`)."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+
+    from pixio_robot.utils.cli import to_config, user_errors
 
     register_configs()
 
     @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.train", config_name="config")
     def _main(dcfg) -> None:
-        cfg = OmegaConf.to_object(dcfg)
-        if cfg.run_dir is None:
-            cfg.run_dir = HydraConfig.get().runtime.output_dir
-        res = run_train(cfg)
+        with user_errors():
+            cfg = to_config(dcfg)
+            if cfg.run_dir is None:
+                cfg.run_dir = HydraConfig.get().runtime.output_dir
+            res = run_train(cfg)
         keys = ("best_success", "final_success", "final_train_loss", "final_val_loss", "cache", "policy_dir")
         print({k: res[k] for k in keys})
 

@@ -12,23 +12,26 @@ from __future__ import annotations
 import os
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pixio_robot.pretrain.config import PretrainConfig, register_configs
+from pixio_robot.utils.cli import to_config as _to_config
+from pixio_robot.utils.cli import user_errors
 
 register_configs()
 
 
 def to_config(cfg: DictConfig) -> PretrainConfig:
-    """DictConfig (validated against the schema) -> plain dataclasses."""
-    return OmegaConf.to_object(cfg)
+    """DictConfig (validated against the schema, no unknown keys) -> plain dataclasses."""
+    return _to_config(cfg)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.pretrain", config_name="config")
 def _app(cfg: DictConfig) -> None:
     from pixio_robot.pretrain.train import run_pretrain
 
-    run_pretrain(to_config(cfg))
+    with user_errors("re-run the same command to resume from the last checkpoint"):
+        run_pretrain(to_config(cfg))
 
 
 def main() -> None:

@@ -127,8 +127,12 @@ class CurationConfig:
     scores: str | None = None  # per-sample losses written by `python -m pixio_robot.pretrain.score`
     tau: float = 1.0  # keep probability min(loss / tau, 1), re-drawn each pass
     max_consecutive_drops: int = 5000
+    require_scores: bool = False  # set by curation=scores: a run without `scores` is an error
 
     def __post_init__(self) -> None:
+        if self.require_scores and not self.scores:
+            raise ValueError("curation=scores needs curation.scores=<scores.parquet>, written by "
+                             "`python -m pixio_robot.pretrain.score checkpoint=<run dir> output=scores.parquet`")
         if self.entropy_threshold < 0 or self.min_resolution < 0:
             raise ValueError("curation.entropy_threshold and curation.min_resolution must be >= 0")
         if self.tau <= 0:

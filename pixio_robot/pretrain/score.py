@@ -146,9 +146,10 @@ def run_score(cfg: ScoreConfig) -> dict:
 
 def main() -> None:
     import hydra
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
 
     from pixio_robot.pretrain.config import register_configs
+    from pixio_robot.utils.cli import to_config, user_errors
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -156,7 +157,8 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.pretrain", config_name="score")
     def _app(cfg: DictConfig) -> None:
-        run_score(OmegaConf.to_object(cfg))
+        with user_errors():
+            run_score(to_config(cfg))
 
     _app()
 

@@ -21,6 +21,7 @@ from pixio_robot.pretrain.sources import build_sources
 from pixio_robot.pretrain.stream import LaneTracker, PretrainStream
 from pixio_robot.pretrain.viz import ScalarLogger, reconstruction_grid, save_png
 from pixio_robot.utils import dist as udist
+from pixio_robot.utils.cli import RunError
 from pixio_robot.utils.io import save_json
 from pixio_robot.utils.logging import get_logger
 from pixio_robot.utils.run import prepare_run_dir, to_plain
@@ -29,7 +30,7 @@ from pixio_robot.utils.seed import rng_state, seed_everything, set_rng_state
 log = get_logger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunError):
     pass
 
 

@@ -1,0 +1,98 @@
+"""What every hydra entry point shares.
+
+- `to_config(dcfg)`: the composed config as the schema's dataclasses, refusing any key the schema
+  lacks. Hydra already refuses `stpes=5`, but `+stpes=5` (which its own error message suggests)
+  adds the key and `OmegaConf.to_object` would silently drop it.
+- `user_errors()`: a bad value, a missing file or path, a diverged run ends the command with one
+  line saying what is wrong and what to do (the message the code raised) and exit status 1,
+  instead of a traceback; Ctrl-C ends with status 130 and a line saying how to resume.
+  `HYDRA_FULL_ERROR=1` shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+
+class ConfigKeyError(ValueError):
+    """A config key that no schema field takes."""
+
+
+class RunError(RuntimeError):
+    """A run that cannot go on, with a message that says what to do (e.g. training diverged)."""
+
+
+def unknown_keys(node: Any, path: str = "") -> list[tuple[str, list[str]]]:
+    """(dotted key, close field names) for every key of a structured DictConfig its dataclass lacks."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    out: list[tuple[str, list[str]]] = []
+    if isinstance(node, DictConfig):
+        kind = OmegaConf.get_type(node)
+        fields = [f.name for f in dataclasses.fields(kind)] if dataclasses.is_dataclass(kind) else None
+        for key in node.keys():
+            name = f"{path}{key}"
+            if fields is not None and key not in fields:
+                out.append((name, difflib.get_close_matches(str(key), fields, n=3)))
+                continue
+            if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
+                continue
+            out += unknown_keys(node[key], name + ".")
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            if not (OmegaConf.is_missing(node, i) or OmegaConf.is_interpolation(node, i)):
+                out += unknown_keys(node[i], f"{path}{i}.")
+    return out
+
+
+def to_config(dcfg: Any) -> Any:
+    """Validated DictConfig -> the schema's dataclasses; an unknown key (even `+key=`) is an error."""
+    from omegaconf import OmegaConf
+
+    bad = unknown_keys(dcfg)
+    if bad:
+        parts = [f"{k}" + (f" (did you mean {' / '.join(m)}?)" if m else "") for k, m in bad]
+        raise ConfigKeyError(f"unknown config key(s): {', '.join(parts)}. `--cfg job` prints every key this "
+                             "command takes")
+    return OmegaConf.to_object(dcfg)
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError, RunError)
+
+
+def _message(e: BaseException) -> str:
+    msg = str(e).strip() or type(e).__name__
+    if "Original Traceback" in msg:  # re-raised from a DataLoader worker: its last line is the error
+        last = msg.splitlines()[-1]
+        msg = last.split(": ", 1)[1] if ": " in last else last
+    if isinstance(e, KeyError) and msg.startswith(("'", '"')):
+        msg = msg[1:-1]
+    return msg
+
+
+@contextlib.contextmanager
+def user_errors(on_interrupt: str = "") -> Iterator[None]:
+    """Turn the errors a user can fix into one line on stderr and exit status 1 (see module doc);
+    `on_interrupt` is what to say after Ctrl-C (e.g. how to resume)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"\ninterrupted{'; ' + on_interrupt if on_interrupt else ''}", file=sys.stderr)
+        sys.exit(130)
+    except USER_ERRORS as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+        where = f" [{type(e).__name__} at {os.path.basename(frame.filename)}:{frame.lineno}]" if frame else ""
+        print(f"error: {_message(e)}{where}\n(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+__all__ = ["ConfigKeyError", "RunError", "to_config", "unknown_keys", "user_errors"]

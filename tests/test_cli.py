@@ -1,0 +1,88 @@
+"""The entry points' shared config check and error reporting (pixio_robot.utils.cli)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from pixio_robot.pretrain.config import register_configs
+from pixio_robot.utils.cli import ConfigKeyError, RunError, to_config, unknown_keys, user_errors
+
+ROOT = Path(__file__).resolve().parents[1]
+register_configs()
+
+
+def compose_pretrain(*overrides: str):
+    with initialize_config_module("pixio_robot.configs.pretrain", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_appended_keys_are_refused_with_close_matches():
+    cfg = compose_pretrain("+stpes=5", "+model.nmae=x", "+data.sources.sim.frams=3")
+    bad = dict(unknown_keys(cfg))
+    assert set(bad) == {"stpes", "model.nmae", "data.sources.sim.frams"}
+    assert bad["stpes"] == ["steps"] and "frames" in bad["data.sources.sim.frams"]
+    with pytest.raises(ConfigKeyError, match=r"stpes \(did you mean steps\?\)"):
+        to_config(cfg)
+    ok = to_config(compose_pretrain("steps=5"))  # a clean config still converts
+    assert ok.steps == 5 and not unknown_keys(compose_pretrain())
+
+
+def test_curation_scores_requires_the_scores_file():
+    with pytest.raises(ValueError, match="curation=scores needs curation.scores="):
+        to_config(compose_pretrain("curation=scores"))
+    cfg = to_config(compose_pretrain("curation=scores", "curation.scores=s.parquet"))
+    assert cfg.curation.scores == "s.parquet"
+
+
+def _exit(fn, capsys):
+    with pytest.raises(SystemExit) as info, user_errors("re-run to resume"):
+        fn()
+    return info.value.code, capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_with_the_status(capsys, monkeypatch):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def bad_value():
+        raise ValueError("batch_size must be >= 1")
+
+    code, err = _exit(bad_value, capsys)
+    assert code == 1 and err.startswith("error: batch_size must be >= 1 [ValueError at test_cli.py:")
+    assert "Traceback" not in err
+
+    def from_worker():  # how a DataLoader worker's exception reaches the main process
+        raise ValueError("Caught SourceError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                         "last):\n  File \"x.py\", line 1\npixio_robot.pretrain.sources.SourceError: no usable image")
+
+    assert _exit(from_worker, capsys)[1].startswith("error: no usable image [")
+
+    def diverged():
+        raise RunError("training diverged; lower optim.lr")
+
+    assert _exit(diverged, capsys)[0] == 1
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    code, err = _exit(interrupted, capsys)
+    assert code == 130 and "interrupted; re-run to resume" in err
+
+    with pytest.raises(ZeroDivisionError), user_errors():  # a bug keeps its traceback
+        _ = 1 / 0
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ValueError), user_errors():
+        bad_value()
+
+
+def test_entry_point_refuses_an_appended_key(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pixio_robot.pretrain", "+stpes=5", f"run_dir={tmp_path}/r"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "error: unknown config key(s): stpes (did you mean steps?)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r" / "checkpoints").exists()
