@@ -63,7 +63,8 @@ def test_run_outputs_and_loss_falls(tmp_path):
     assert enc.embed(torch.zeros(2, 3, 64, 64)).shape == (2, enc.embed_dim)
     # re-running the same (finished) run resumes at its end and trains nothing
     again = run_pretrain(cfg_for(run, "steps=20", "optim.lr=0.2", "optim.warmup_steps=4"))
-    assert again["resumed_from"] == 20 and again["loss_history"] == []
+    assert again["resumed_from"] == 20 and again["loss_history"] == out["loss_history"]
+    assert again["curation"] == out["curation"]
 
 
 def test_divergence_stops_with_a_clear_message(tmp_path):
@@ -131,9 +132,36 @@ def test_resume_from_a_step_that_is_not_a_multiple_of_the_workers(tmp_path):
     res = run_pretrain(cfg_for(resumed_dir, *args))
     assert res["resumed_from"] == 3
     ref_losses = dict(ref["loss_history"])
-    assert [s for s, _ in res["loss_history"]] == [4, 5, 6, 7]
+    assert [s for s, _ in res["loss_history"]] == [1, 2, 3, 4, 5, 6, 7]  # the history before the resume too
     for s, v in res["loss_history"]:
         assert v == pytest.approx(ref_losses[s], abs=1e-6), (s, v, ref_losses[s])
+    assert res["curation"] == ref["curation"]  # counts of the whole run, not only the resumed part
+
+
+def test_run_dir_of_another_run_is_refused_and_nothing_is_lost(tmp_path):
+    from pixio_robot.pretrain import run_pretrain
+    from pixio_robot.utils.cli import RunError
+
+    run = tmp_path / "run"
+    args = ["steps=4", "ckpt_every=2", "export_encoder=false"]
+    run_pretrain(cfg_for(run, *args))
+    config = (run / "config.yaml").read_text()
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    with pytest.raises(ValueError, match=r"other settings: batch_size: 8 -> 4; model.mask_ratio: 0.75 -> 0.5\."
+                                         r".*set run_dir=<new dir>.*resume=false"):
+        run_pretrain(cfg_for(run, *args, "steps=6", "batch_size=4", "model.mask_ratio=0.5"))
+    with pytest.raises(ValueError, match="does not exist"):  # a launch failing on its inputs
+        run_pretrain(cfg_for(run, *args, "steps=6", "data.sources.sim.type=folder", "data.sources.sim.path=/nonexist",
+                             "resume=false"))
+    assert (run / "config.yaml").read_text() == config  # ... leaves the run's record alone
+    aside = list(run.glob("checkpoints.replaced-*"))  # resume=false moved the checkpoints, deleted nothing
+    assert len(aside) == 1 and sorted(p.name for p in aside[0].iterdir()) == before
+    res = run_pretrain(cfg_for(run, *args, "steps=2", "batch_size=4"))  # a fresh run in the same directory
+    assert res["resumed_from"] == 0 and sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_00000002"]
+    for ckpt in (run / "checkpoints").glob("step_*"):  # every checkpoint damaged: stop, never start over
+        (ckpt / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(RunError, match="none of the 1 checkpoint.*could be loaded.*resume=false"):
+        run_pretrain(cfg_for(run, *args, "steps=3", "batch_size=4"))
 
 
 def test_score_then_loss_based_sampling(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections import deque
@@ -12,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pixio_robot.models import create_model, save_encoder
-from pixio_robot.pretrain.checkpoint import find_resumable, load_checkpoint, save_checkpoint
+from pixio_robot.pretrain.checkpoint import find_resumable, list_checkpoints, load_checkpoint, save_checkpoint
 from pixio_robot.pretrain.config import PretrainConfig
 from pixio_robot.pretrain.curation import STAT_KEYS, keep_rate
 from pixio_robot.pretrain.distributed import checkpoint_blocks, compile_blocks, wrap_model
@@ -119,8 +120,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     if cfg.plan_only:
         return plan_run(cfg, device, world)
     run_dir = Path(cfg.run_dir)
-    if main:
-        prepare_run_dir(run_dir, cfg)
+    ckpt_root = run_dir / "checkpoints"
+    _check_run_dir(cfg, run_dir, ckpt_root)
     micro, accum = _batch_math(cfg, world, device)
     _log_memory_plan(cfg, device, micro, world)
     seed_everything(cfg.seed)  # the same initial weights on every rank (FSDP2 does not broadcast them)
@@ -131,6 +132,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     udist.barrier()
     if not main:
         sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=False)
+    if main:  # only now: a launch that fails on its inputs leaves the run's records as they were
+        prepare_run_dir(run_dir, cfg)
     if cfg.activation_checkpointing:
         checkpoint_blocks(raw)
     if cfg.compile:
@@ -143,19 +146,25 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     optimizer = build_optimizer(raw, cfg.optim, peak_lr)
     engine = Engine(model, raw, optimizer, device=device, amp=cfg.amp, clip_grad=cfg.optim.clip_grad, accum=accum)
 
-    start, saved_data, loss_start = 0, None, None
-    ckpt_root = run_dir / "checkpoints"
-    for ckpt in find_resumable(ckpt_root) if cfg.resume else []:
+    start, saved_data, loss_start, prior = 0, None, None, {"curation": None, "history": []}
+    candidates = find_resumable(ckpt_root) if cfg.resume else []
+    for ckpt in candidates:
         try:
             state = load_checkpoint(ckpt, raw if udist.world_size() == 1 else model, optimizer)
         except Exception as e:  # a damaged checkpoint: fall back to the one before
-            log.warning("could not load %s (%s); trying an older checkpoint", ckpt, e)
+            log.warning("could not load %s (%s); trying an older checkpoint", ckpt, str(e).splitlines()[0][:300])
             continue
         start, saved_data, loss_start = state["step"], state["data"], state.get("loss_start")
+        prior = {"curation": state.get("curation_totals"), "history": state.get("loss_history", [])}
         if state["rng"] is not None:
             set_rng_state(state["rng"])
         log.info("resumed from %s (step %d)", ckpt, start)
         break
+    else:
+        if candidates:  # never start over on top of a run's checkpoints without being asked
+            raise RunError(f"none of the {len(candidates)} checkpoint(s) in {ckpt_root} could be loaded (see the "
+                           "warnings above); repair or remove them, or pass resume=false to start over (they are "
+                           "then moved aside, not deleted)")
 
     num_workers = cfg.data.num_workers
     streaming = [i for i, s in enumerate(sources) if not s.indexed]
@@ -183,6 +192,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     nan = torch.full((), float("nan"), device=device)
     loss_sum, n_finite, consec, max_consec, skipped = zero.clone(), zero.clone(), zero.clone(), zero.clone(), zero.clone()
     reports = _ScalarReports(cfg, logger, bar, ckpt_root, loss_start)
+    reports.history = [tuple(h) for h in prior["history"] if h[0] <= start]
     t_log, img_log, last_batch = time.time(), 0, None
     it = iter(loader) if start < cfg.steps else None
     t_train, imgs_train = time.time(), 0
@@ -218,13 +228,13 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
             _recon(raw, engine, last_batch, cfg, run_dir, logger, step + 1)
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             reports.drain(wait=True)  # the checkpoint syncs anyway
-            _checkpoint(ckpt_root, step + 1, model, raw, optimizer, tracker, cfg, reports.loss_start)
+            _checkpoint(ckpt_root, step + 1, model, raw, optimizer, tracker, cfg, reports, prior["curation"], device)
     reports.drain(wait=True)
     loss_start, loss_end, history = reports.loss_start, reports.loss_end, reports.history
     bar.close()
     train_seconds = time.time() - t_train
 
-    totals = _reduce_stats(tracker.totals, device)
+    totals = _reduce_stats(tracker.totals, device, prior["curation"])
     encoder_dir = _export(raw, model, cfg, run_dir) if cfg.export_encoder else None
     if last_batch is not None:
         _recon(raw, engine, last_batch, cfg, run_dir, logger, cfg.steps)
@@ -238,8 +248,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         if loss_start is not None and loss_end is not None:
             log.info("loss: start %.4f -> end %.4f", loss_start, loss_end)
         elif start >= cfg.steps:
-            log.info("nothing to do: %s already finished %d steps (delete it or set run_dir=... to start "
-                     "again, or raise steps=...)", run_dir, start)
+            log.info("nothing to do: %s already finished %d steps (raise steps=... to train on, or start "
+                     "again with run_dir=<new dir> or resume=false)", run_dir, start)
         save_json(run_dir / "results.json", summary)
     logger.close()
     del loader, it
@@ -365,7 +375,7 @@ def _recon(raw, engine: Engine, batch: dict, cfg: PretrainConfig, run_dir: Path,
 
 
 def _checkpoint(ckpt_root: Path, step: int, model, raw, optimizer, tracker: LaneTracker, cfg: PretrainConfig,
-                loss_start: float | None) -> None:
+                reports: _ScalarReports, prior_totals: dict | None, device: torch.device) -> None:
     lanes: dict[str, list[int]] = {}
     for part in _gather(tracker.state_dict(udist.rank(), udist.world_size())["states"]):
         lanes.update(part)
@@ -373,17 +383,73 @@ def _checkpoint(ckpt_root: Path, step: int, model, raw, optimizer, tracker: Lane
     rngs = _gather(rng_state())
     target = raw if udist.world_size() == 1 else model
     save_checkpoint(ckpt_root, step, target, optimizer, rngs,
-                    {"data": data, "loss_start": loss_start, "model_name": cfg.model.name,
-                     "model_config": dataclasses.asdict(raw.config)}, cfg.keep_last,
+                    {"data": data, "loss_start": reports.loss_start, "model_name": cfg.model.name,
+                     "model_config": dataclasses.asdict(raw.config), "run_config": to_plain(cfg),
+                     "loss_history": reports.history,
+                     "curation_totals": _reduce_stats(tracker.totals, device, prior_totals)}, cfg.keep_last,
                     sharded=cfg.ckpt_format == "sharded")
 
 
-def _reduce_stats(totals: dict, device: torch.device) -> dict:
+def _reduce_stats(totals: dict, device: torch.device, prior: dict | None = None) -> dict:
+    """Curation counts of all ranks (collective), plus those of the run before a resume."""
     t = torch.tensor([totals[k] for k in STAT_KEYS], dtype=torch.float64)
     if udist.is_dist():
         t = t.to(device)
         torch.distributed.all_reduce(t)
-    return {k: int(v) for k, v in zip(STAT_KEYS, t.tolist())}
+    prior = prior or {}
+    return {k: int(v) + int(prior.get(k, 0)) for k, v in zip(STAT_KEYS, t.tolist())}
+
+
+# what makes a run this run: resuming checkpoints written with other values would mix two runs
+_IDENTITY = ("model", "seed", "batch_size", "data.sources", "data.crop_scale", "data.crop_ratio", "data.mix_chunk",
+             "curation.entropy_threshold", "curation.min_resolution", "curation.scores", "curation.tau")
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): json.loads(json.dumps(tree, default=str))}
+
+
+def _identity(plain: dict) -> dict:
+    out = {}
+    for key in _IDENTITY:
+        node = plain
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out.update(_flat(node, key + "."))
+    return out
+
+
+def _check_run_dir(cfg: PretrainConfig, run_dir: Path, ckpt_root: Path) -> None:
+    """Before anything is written: `resume=false` moves earlier checkpoints aside (never deletes
+    them); resuming checkpoints of a run with other settings (model, data, batch, seed, curation)
+    is refused with the differences and what to do."""
+    existing = list_checkpoints(ckpt_root)
+    if not existing:
+        return
+    if not cfg.resume:
+        if udist.is_main():
+            aside = run_dir / f"checkpoints.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+            os.replace(ckpt_root, aside)
+            log.warning("resume=false: moved the %d earlier checkpoint(s) to %s; starting over", len(existing), aside)
+        udist.barrier()
+        return
+    try:
+        saved = json.loads((existing[-1] / "state.json").read_text())
+    except (OSError, ValueError):
+        return  # unreadable: loading falls back to an older checkpoint, or stops and says so
+    if "run_config" in saved:
+        old, new = _identity(saved["run_config"]), _identity(to_plain(cfg))
+    else:  # checkpoints from before run_config was saved: the architecture at least
+        old = _flat(saved.get("model_config", {}), "model architecture ")
+        new = _flat(dataclasses.asdict(_model_config(cfg)), "model architecture ") if old else {}
+    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if diffs:
+        more = f" (+{len(diffs) - 6} more)" if len(diffs) > 6 else ""
+        raise ValueError(f"{run_dir} holds checkpoints of a run with other settings: {'; '.join(diffs[:6])}{more}. "
+                         "Resuming would mix two runs: set run_dir=<new dir> (or name=...), or resume=false to "
+                         "start over here (the old checkpoints are moved aside, not deleted)")
 
 
 def _export(raw, model, cfg: PretrainConfig, run_dir: Path) -> Path | None:
