@@ -30,6 +30,13 @@ def test_mae_roundtrip_and_encoder_from_mae(tmp_path):
     assert torch.equal(model(x, ids_keep=ids)[1], back(x, ids_keep=ids)[1])
     enc = load_encoder(tmp_path / "mae")  # a whole-MAE checkpoint yields its encoder
     assert torch.equal(enc.eval().embed(x), model.encoder.embed(x))
+    save_encoder(model, tmp_path / "from_mae")  # handed the whole MAE, save_encoder keeps its encoder
+    assert torch.equal(load_encoder(tmp_path / "from_mae").eval().embed(x), model.encoder.embed(x))
+    with pytest.raises(TypeError, match="needs a PixioEncoder"):
+        save_encoder(torch.nn.Linear(2, 2), tmp_path / "linear")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file; saving writes a directory"):
+        save_encoder(model.encoder, tmp_path / "a_file")
 
 
 def _official_state_dict(d=32, depth=2, k=8, grid=16):

@@ -145,6 +145,12 @@ def test_run_dir_of_another_run_is_refused_and_nothing_is_lost(tmp_path):
     run = tmp_path / "run"
     args = ["steps=4", "ckpt_every=2", "export_encoder=false"]
     run_pretrain(cfg_for(run, *args))
+    # no encoder/ (export off, or a run still going / killed): load_encoder reads the newest checkpoint
+    enc = load_encoder(run)
+    ckpt = run / "checkpoints" / "step_00000004"
+    from_ckpt = load_encoder(ckpt).state_dict()
+    assert all(torch.equal(v, from_ckpt[k]) for k, v in enc.state_dict().items())
+    assert (ckpt / "model.safetensors").stat().st_mode & 0o044 == 0o044  # readable by the group and others
     config = (run / "config.yaml").read_text()
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
     with pytest.raises(ValueError, match=r"other settings: batch_size: 8 -> 4; model.mask_ratio: 0.75 -> 0.5\."

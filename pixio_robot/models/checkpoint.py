@@ -37,6 +37,8 @@ def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _save(module: nn.Module, directory: str | Path, arch: str, config) -> Path:
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} is a file; saving writes a directory (model.safetensors + config.json)")
     directory.mkdir(parents=True, exist_ok=True)
     sd = _contiguous(module.state_dict())
     atomic_save_file(directory / WEIGHTS, lambda p: save_file(sd, p, metadata={"arch": arch}))
@@ -45,7 +47,11 @@ def _save(module: nn.Module, directory: str | Path, arch: str, config) -> Path:
 
 
 def save_encoder(encoder: PixioEncoder, directory: str | Path) -> Path:
-    """Write `directory/model.safetensors` + `directory/config.json`."""
+    """Write `directory/model.safetensors` + `directory/config.json` (a PixioMAE: its encoder)."""
+    if isinstance(encoder, PixioMAE):
+        encoder = encoder.encoder
+    if not isinstance(encoder, PixioEncoder):
+        raise TypeError(f"save_encoder needs a PixioEncoder (or a PixioMAE), got {type(encoder).__name__}")
     return _save(encoder, directory, "pixio_encoder", encoder.config)
 
 
@@ -115,6 +121,12 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
         raise FileNotFoundError(f"encoder checkpoint {path} does not exist")
     if path.is_dir() and not (path / WEIGHTS).exists() and (path / "encoder" / WEIGHTS).exists():
         path = path / "encoder"
+    if path.is_dir() and ((path / "state.json").exists()
+                          or (not (path / WEIGHTS).exists() and (path / "checkpoints").is_dir())):
+        # a pretraining run without encoder/ yet (still running, killed) or one of its checkpoints
+        from pixio_robot.pretrain.score import load_mae
+
+        return load_mae(path).encoder.to(map_location)
     if path.is_dir() or path.suffix == ".safetensors":
         directory = path if path.is_dir() else path.parent
         meta = _read_config(directory)

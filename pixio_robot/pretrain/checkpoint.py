@@ -38,7 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from pixio_robot.utils import dist as udist
-from pixio_robot.utils.io import atomic_write_text
+from pixio_robot.utils.io import atomic_write_text, default_mode
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -47,6 +47,7 @@ FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 def _fsync_write(path: Path, writer) -> None:
     writer(str(path))
+    default_mode(path)
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
