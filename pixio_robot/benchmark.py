@@ -96,7 +96,7 @@ def ensure_demos(cfg: BenchmarkConfig, task: str) -> Path:
     have = json.loads(info.read_text()).get("total_episodes", 0) if info.is_file() else 0
     if have < s.n_demos:
         raise RuntimeError(f"only {have}/{s.n_demos} demos of {task} in {root}: the expert failed too often "
-                           f"(raise suite.max_episode_steps={s.max_episode_steps}, or set suite.only_success=false)")
+                           f"(raise suite.max_episode_steps, now {s.max_episode_steps}, or set suite.only_success=false)")
     return root
 
 
@@ -195,7 +195,7 @@ def main() -> None:
 
     import hydra
 
-    from pixio_robot.utils.cli import to_config, user_errors
+    from pixio_robot.utils.cli import RunError, to_config, user_errors
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -203,7 +203,12 @@ def main() -> None:
     @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.benchmark", config_name="config")
     def _app(dcfg) -> None:
         with user_errors("re-run the same command: finished cells are skipped"):
-            run_benchmark(to_config(dcfg))
+            cfg = to_config(dcfg)
+            summary = run_benchmark(cfg)
+            if summary["failed"] and not cfg.report_only:  # batch schedulers / CI must see it
+                raise RunError(f"{len(summary['failed'])} of {summary['cells']} cell(s) failed: "
+                               f"{', '.join(summary['failed'][:5])}{' ...' if len(summary['failed']) > 5 else ''}; "
+                               f"each error is in {cfg.output_dir}/cells/<cell>.json. Re-running retries them")
 
     _app()
 

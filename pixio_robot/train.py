@@ -158,6 +158,25 @@ def _rollouts(policy, cfg: TrainConfig, spec) -> dict | None:
     return res.summary()
 
 
+def _check_eval_env(policy, cfg: TrainConfig, spec) -> None:
+    """Build the rollout env once before training: an unknown name or an env whose action / state
+    sizes do not fit the demos fails now, not after the first `eval.every_epochs` epochs."""
+    e = cfg.eval
+    if not e.env_name or e.n_episodes < 1:
+        return
+    from pixio_robot.envs import make_env
+    from pixio_robot.evaluation.rollout import check_fits
+
+    options = {"image_size": e.image_size or spec.image_size or 128, "camera": e.camera, **dict(e.env_options)}
+    if e.max_episode_steps is not None:
+        options["max_episode_steps"] = e.max_episode_steps
+    env = make_env(e.env_name, **options)
+    try:
+        check_fits(policy, e.env_name, env.observation_space, env.action_space)
+    finally:
+        env.close()
+
+
 def _defaults_from_collection(cfg: TrainConfig, root) -> None:
     """Datasets written by `python -m pixio_robot.collect` record their env and camera: use them
     for rollouts when `eval.env_name` / `eval.camera` are left null."""
@@ -204,6 +223,7 @@ def run_train(cfg: TrainConfig) -> dict:
                       env_name=cfg.eval.env_name, image_size=int(demo.image_shape[0]), camera=cfg.eval.camera,
                       image_key=demo.image_key, fps=demo.fps)
     policy = make_policy(cfg.policy.type, cfg.policy, cfg.encoder, spec).to(device)
+    _check_eval_env(policy, cfg, spec)
     source = LeRobotFrames(demo.dataset, demo.image_key)
     cache = FeatureCache(cfg.cache_dir, dtype=cfg.cache_dtype)
     cached = policy.adapter.frozen and cfg.use_cache
@@ -260,6 +280,8 @@ def run_train(cfg: TrainConfig) -> dict:
         last = epoch + 1 == cfg.optim.epochs
         every = cfg.eval.every_epochs
         if last or (every > 0 and (epoch + 1) % every == 0):
+            if cfg.eval.env_name and cfg.eval.n_episodes > 0:  # the weights are safe whatever the rollouts do
+                save_policy(policy, run_dir / "policy", extra={"epoch": epoch + 1, "eval": None})
             ev = _rollouts(policy, cfg, spec)
             if ev is not None:
                 row["success"] = ev["success_rate"]

@@ -181,3 +181,22 @@ def test_dead_worker_is_a_failure_and_is_replaced():
     assert "died" in by_ep[1].error and not by_ep[1].success and by_ep[1].length == 1
     assert by_ep[3].env_index == 1 and by_ep[3].error == "" and by_ep[3].length > 0  # fresh worker
     assert _key(res)[2:] == _key(run(n_episodes=5, n_envs=2))[2:]  # later episodes unaffected
+
+
+def test_policy_that_does_not_fit_the_env_is_refused_with_both_sides():
+    from types import SimpleNamespace
+
+    from gymnasium import spaces
+
+    from pixio_robot.evaluation.rollout import check_fits
+
+    policy = SimpleNamespace(spec=SimpleNamespace(action_dim=4, state_dim=4, env_name="metaworld/drawer-open-v3"))
+    obs = spaces.Dict({"pixels": spaces.Box(0, 255, (8, 8, 3), dtype=np.uint8),
+                       "state": spaces.Box(-1, 1, (4,), dtype=np.float32)})
+    check_fits(policy, "x", obs, spaces.Box(-1, 1, (4,)))  # fits: no error
+    with pytest.raises(ValueError, match=r"outputs 4-d actions, dmc/point-mass-easy takes 2-d \(it was trained on "
+                                         r"metaworld/drawer-open-v3 demos\)"):
+        check_fits(policy, "dmc/point-mass-easy", obs, spaces.Box(-1, 1, (2,)))
+    no_state = spaces.Dict({"pixels": obs["pixels"]})
+    with pytest.raises(ValueError, match="reads a 4-d state, y gives none"):
+        check_fits(policy, "y", no_state, spaces.Box(-1, 1, (4,)))

@@ -166,6 +166,17 @@ def test_loading_another_type_or_encoder_fails_clearly(tmp_path):
         load_policy(tmp_path / "enc_a")
     with pytest.raises(PolicyLoadError, match="not a saved policy"):
         load_policy(tmp_path / "nothing_here")
+    with pytest.raises(PolicyLoadError, match="is a file; a saved policy is a directory.*pass "):
+        load_policy(tmp_path / "p" / "model.safetensors")
+    import shutil
+
+    shutil.copytree(tmp_path / "p", tmp_path / "run" / "policy")  # a training run's directory
+    with pytest.raises(PolicyLoadError, match="is a training run: its policies are .*run/policy"):
+        load_policy(tmp_path / "run")
+    weights = tmp_path / "run" / "policy" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])  # cut short
+    with pytest.raises(PolicyLoadError, match="cannot be read .*truncated or corrupt"):
+        load_policy(tmp_path / "run" / "policy")
 
 
 def test_act_encodes_once_per_executed_chunk():

@@ -149,6 +149,15 @@ def test_config_errors_are_clear(dataset, tmp_path):
         run_train(compose(f"run_dir={tmp_path / 'r'}", "progress=false"))
     with pytest.raises(Exception, match="encoder.embedding='cls'"):
         compose("encoder.embedding=cls")
+    # the rollout env is checked before any training: a typo, or an env the demos do not fit
+    with pytest.raises(ValueError, match="Unknown env|unknown env"):
+        run_train(compose(f"dataset.root={dataset}", "eval.env_name=gym/Reachr-v5", f"run_dir={tmp_path / 'typo'}",
+                          "progress=false", f"cache_dir={tmp_path / 'cache'}"))
+    with pytest.raises(ValueError, match=r"policy and env do not fit: the policy reads 4-d states, gym/Reacher-v5 "
+                                         r"gives 10-d"):
+        run_train(compose(f"dataset.root={dataset}", "eval.env_name=gym/Reacher-v5", f"run_dir={tmp_path / 'dims'}",
+                          "progress=false", f"cache_dir={tmp_path / 'cache'}"))
+    assert not (tmp_path / "dims" / "tb").exists()  # failed before training began
 
 
 @pytest.mark.slow

@@ -111,6 +111,7 @@ def evaluate_policy(policy: Any, env_name: str, *, n_episodes: int, n_envs: int 
     pool = EnvPool(env_fn, n_envs, mode=vector_mode, start_method=start_method)
     startup_s = time.perf_counter() - t_start
     try:
+        check_fits(policy, env_name, pool.observation_space, pool.action_space)
         limit = max_episode_steps or pool.max_episode_steps or DEFAULT_MAX_STEPS
         low = high = None
         if clip_actions and hasattr(pool.action_space, "low"):
@@ -143,6 +144,27 @@ def evaluate_policy(policy: Any, env_name: str, *, n_episodes: int, n_envs: int 
             bar.close()
     return summarise(env_name, records, wall_s=time.perf_counter() - t_start, steps=total_steps,
                      startup_s=startup_s)
+
+
+def check_fits(policy: Any, env_name: str, obs_space: Any, act_space: Any) -> None:
+    """A policy with a `spec` (action / state sizes it was trained with) against an env's spaces:
+    a mismatch is an error naming both sides, before any episode runs."""
+    spec = getattr(policy, "spec", None)
+    if spec is None:
+        return
+    problems = []
+    shape = getattr(act_space, "shape", None)
+    if shape and shape[-1] != spec.action_dim:
+        problems.append(f"the policy outputs {spec.action_dim}-d actions, {env_name} takes {shape[-1]}-d")
+    state = getattr(obs_space, "spaces", {}).get("state")
+    if spec.state_dim and state is None:
+        problems.append(f"the policy reads a {spec.state_dim}-d state, {env_name} gives none")
+    elif spec.state_dim and state is not None and state.shape[-1] != spec.state_dim:
+        problems.append(f"the policy reads {spec.state_dim}-d states, {env_name} gives {state.shape[-1]}-d")
+    if problems:
+        trained = f" (it was trained on {spec.env_name} demos)" if spec.env_name else ""
+        raise ValueError(f"policy and env do not fit: {'; '.join(problems)}{trained}. Evaluate it on the env it was "
+                         f"trained for, or train a policy on demos of {env_name}")
 
 
 def _run_round(policy, pool: EnvPool, episodes: list[_Episode], limit: int, stop_on_success: bool,

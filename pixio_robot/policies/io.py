@@ -63,11 +63,26 @@ def save_policy(policy: PixioPolicy, path: str | Path, extra: dict | None = None
 def read_policy_config(path: str | Path) -> dict:
     """The config.json of a saved policy directory, checked for format."""
     path = Path(path)
+    if path.is_file() and path.name != POLICY_CONFIG:
+        raise PolicyLoadError(f"{path} is a file; a saved policy is a directory ({POLICY_CONFIG} + "
+                              f"{POLICY_WEIGHTS}): pass {path.parent}" if path.name == POLICY_WEIGHTS else
+                              f"{path} is a file; a saved policy is a directory ({POLICY_CONFIG} + {POLICY_WEIGHTS})")
     cfg_file = path / POLICY_CONFIG if path.is_dir() else path
     if not cfg_file.exists():
+        hint = ""
+        if path.is_dir():
+            inside = [d.name for d in (path / "policy", path / "policy_best") if (d / POLICY_CONFIG).exists()]
+            if inside:
+                hint = f"; {path} is a training run: its policies are {' and '.join(str(path / d) for d in inside)}"
+            elif (path / "agent.json").exists():
+                hint = f"; {path} is an RL run (an SB3 agent): load it with pixio_robot.rl.load_agent"
         raise PolicyLoadError(f"{path} is not a saved policy: {POLICY_CONFIG} not found (expected a directory "
-                              "written by save_policy / python -m pixio_robot.train)")
-    meta = json.loads(cfg_file.read_text())
+                              f"written by save_policy / python -m pixio_robot.train){hint}")
+    try:
+        meta = json.loads(cfg_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PolicyLoadError(f"{cfg_file} is not valid JSON ({e}); the policy directory is damaged: save or "
+                              "train it again") from e
     if meta.get("format") != FORMAT:
         raise PolicyLoadError(f"{cfg_file} is not a pixio_robot policy config (format={meta.get('format')!r}); "
                               "SB3 agents from python -m pixio_robot.rl load with pixio_robot.rl.load_agent")
@@ -107,7 +122,11 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", *, expecte
     except FileNotFoundError as e:
         raise PolicyLoadError(f"{path}: its frozen encoder is not where it was: {e}. Pass encoder_path= "
                               "(or policy.encoder_path=) pointing to the same weights") from e
-    state = load_file(str(path / POLICY_WEIGHTS))
+    try:
+        state = load_file(str(path / POLICY_WEIGHTS))
+    except Exception as e:  # safetensors raises its own error type for a cut or garbled file
+        raise PolicyLoadError(f"{path / POLICY_WEIGHTS} cannot be read ({e}): the file is missing, truncated or "
+                              "corrupt; save or train the policy again") from e
     if not meta.get("encoder_weights_saved", True):
         digest = policy.adapter.encoder_digest()
         if digest != recorded:
