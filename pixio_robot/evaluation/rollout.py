@@ -24,6 +24,7 @@ import torch
 from pixio_robot.evaluation.envpool import EnvFactory, EnvPool
 from pixio_robot.evaluation.results import EpisodeRecord, EvalResult, summarise
 from pixio_robot.evaluation.video import write_video
+from pixio_robot.policies.constants import EPISODE_SEED
 from pixio_robot.utils.logging import get_logger
 from pixio_robot.utils.seed import seed_everything
 
@@ -184,10 +185,11 @@ def _run_round(policy, pool: EnvPool, episodes: list[_Episode], limit: int, stop
         return 0
     template = next(iter(obs.values()))
     rows = [obs.get(j, template) for j in range(len(episodes))]  # failed resets: placeholder rows
+    seeds = torch.tensor([ep.seed for ep in episodes], dtype=torch.int64)  # row noise follows the episode, not K
     steps = 0
     while not all(ep.done for ep in episodes):
         with torch.no_grad():
-            actions = policy.select_action(_to_batch(rows, device))
+            actions = policy.select_action({**_to_batch(rows, device), EPISODE_SEED: seeds})
         actions = np.asarray(torch.as_tensor(actions).detach().float().cpu().numpy(), dtype=np.float32)
         if actions.ndim != 2 or actions.shape[0] != len(rows):
             raise ValueError(f"select_action must return [B, A] with B={len(rows)}, got {tuple(actions.shape)}")

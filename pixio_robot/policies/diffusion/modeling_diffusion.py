@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixio_robot.policies.base import PixioPolicy, register_policy
-from pixio_robot.policies.constants import ACTION, ACTION_PAD, OBS_IMAGE
+from pixio_robot.policies.constants import ACTION, ACTION_PAD, EPISODE_SEED, OBS_IMAGE
 from pixio_robot.policies.diffusion.configuration_diffusion import DiffusionConfig
 
 
@@ -59,6 +59,8 @@ class DiffusionPolicy(PixioPolicy):
         self.denoiser = nn.Sequential(*layers)
         self._queue: torch.Tensor | None = None
         self._gen: torch.Generator | None = None
+        self._row_gens: list[torch.Generator] | None = None
+        self._row_seeds: list[int] | None = None
 
     @property
     def n_obs_steps(self) -> int:
@@ -106,7 +108,10 @@ class DiffusionPolicy(PixioPolicy):
         if self._gen is None or self._gen.device != self.device:
             self._gen = torch.Generator(device=self.device).manual_seed(c.noise_seed)
         b, a = frames.shape[0], self.spec.action_dim
-        x = torch.randn(b, c.chunk_size, a, generator=self._gen, device=self.device)
+        if self._row_gens is not None and len(self._row_gens) == b:  # one noise stream per episode
+            x = torch.stack([torch.randn(c.chunk_size, a, generator=g) for g in self._row_gens]).to(self.device)
+        else:
+            x = torch.randn(b, c.chunk_size, a, generator=self._gen, device=self.device)
         cond = self._cond(frames, state)
         steps = torch.linspace(c.num_train_timesteps - 1, 0, c.num_inference_steps).round().long().tolist()
         for i, t in enumerate(steps):
@@ -121,9 +126,25 @@ class DiffusionPolicy(PixioPolicy):
         super().reset()
         self._queue = None
         self._gen = None
+        self._row_gens = None
+        self._row_seeds = None
+
+    def _seed_rows(self, batch) -> None:
+        """With `episode_seed` in the batch (the evaluator sends it), each row draws its sampling
+        noise from its own generator seeded by (noise_seed, episode seed): an episode's actions do
+        not depend on how many envs ran beside it. Without it, one generator for the batch."""
+        seeds = batch.get(EPISODE_SEED)
+        if seeds is None:
+            self._row_gens = self._row_seeds = None
+            return
+        seeds = [int(x) for x in torch.as_tensor(seeds).reshape(-1).tolist()]
+        if seeds != self._row_seeds:
+            self._row_seeds = seeds
+            self._row_gens = [torch.Generator().manual_seed(self.config.noise_seed * 1_000_003 + s) for s in seeds]
 
     @torch.no_grad()
     def select_action(self, batch):
+        self._seed_rows(batch)
         img = torch.as_tensor(batch[OBS_IMAGE])
         b = 1 if img.ndim == 3 else img.shape[0]
         if self._queue is not None and self._queue.shape[1] > 0 and self._queue.shape[0] == b:
