@@ -212,7 +212,8 @@ def test_stochastic_policy_results_do_not_depend_on_n_envs():
                                                       num_inference_steps=3), AdapterConfig(), spec).eval()
     kw = {"n_episodes": 4, "env_kw": {"max_steps": 9}}
     one, three = run(policy, n_envs=1, **kw), run(policy, n_envs=3, **kw)
-    assert _key(one) == _key(three)
+    for a, b in zip(_key(one), _key(three), strict=True):  # a batch of 1 vs 3 rows: matmuls round apart
+        assert a[:3] == b[:3] and a[4] == b[4] and a[3] == pytest.approx(b[3], abs=1e-4), (a, b)
     assert _key(one) != _key(run(policy, n_envs=1, n_episodes=4, seed=20, env_kw={"max_steps": 9}))
     returns = {round(r.episode_return, 6) for r in one.episodes}
     assert len(returns) > 1  # the episodes really differ (the noise is not shared by accident)
