@@ -183,6 +183,27 @@ def test_dead_worker_is_a_failure_and_is_replaced():
     assert _key(res)[2:] == _key(run(n_episodes=5, n_envs=2))[2:]  # later episodes unaffected
 
 
+class HangingEnv(LineEnv):
+    """Stops answering (a deadlocked renderer) at step 2 of seed 11."""
+
+    def step(self, action):
+        if self.episode_seed == 11 and self.t == 1:
+            import time
+
+            time.sleep(3600)
+        return super().step(action)
+
+
+def test_hung_worker_times_out_as_a_failure_after_serial_rendering():
+    # an in-process (serial) evaluation first: a forked worker could inherit its state and hang
+    run(n_episodes=2, n_envs=2)
+    res = evaluate_policy(PGain(), "test/hang", env_fn=HangingEnv, n_episodes=4, n_envs=2, seed=10,
+                          vector_mode="subproc", progress=False, env_timeout_s=3)
+    by_ep = {r.episode: r for r in res.episodes}
+    assert res.n_errors == 1 and "no answer to 'step' within 3 s" in by_ep[1].error
+    assert _key(res)[2:] == _key(run(n_episodes=4, n_envs=2))[2:]  # the replaced worker goes on normally
+
+
 def test_policy_that_does_not_fit_the_env_is_refused_with_both_sides():
     from types import SimpleNamespace
 

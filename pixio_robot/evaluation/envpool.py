@@ -14,7 +14,10 @@ After an error the env is closed and rebuilt by the next `reset`.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import pickle
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,7 +110,25 @@ def _max_steps(env) -> int | None:
     return int(steps) if steps else None
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the evaluating process dies (even by SIGKILL)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+
+def _picklable(obj: Any) -> bool:
+    try:
+        pickle.dumps(obj)
+        return True
+    except Exception:  # noqa: BLE001 - lambdas, closures, local classes
+        return False
+
+
 def _worker(conn, env_fn) -> None:
+    _die_with_parent()
     slot = _EnvSlot(env_fn)
     try:
         while True:
@@ -130,13 +151,15 @@ def _worker(conn, env_fn) -> None:
 class EnvPool:
     """K envs from `env_fn()`; `mode` is "serial" (in-process) or "subproc" (one process each).
 
-    `start_method` applies to subproc. Default: "forkserver" for an :class:`EnvFactory` (workers do
-    not inherit this process's GL contexts or torch threads), "fork" for any other callable (it
-    need not be picklable, e.g. a lambda in a test).
+    `start_method` applies to subproc. Default: "forkserver" for a picklable `env_fn` (an
+    :class:`EnvFactory`, a module-level function): workers do not inherit this process's GL
+    contexts or torch threads, which can deadlock a forked child after in-process rendering. Only
+    an unpicklable callable (a lambda, a closure) falls back to "fork". A worker that does not
+    answer within `timeout_s` is killed and its episode recorded as an env error.
     """
 
     def __init__(self, env_fn: Callable[[], Any], n: int, mode: str = "serial",
-                 start_method: str | None = None):
+                 start_method: str | None = None, timeout_s: float = 300.0):
         if n < 1:
             raise ValueError(f"need at least one env, got n_envs={n}")
         if mode not in ("serial", "subproc"):
@@ -145,11 +168,11 @@ class EnvPool:
         self._slots: list[_EnvSlot] = []
         self._conns: list[Any] = []
         self._procs: list[Any] = []
-        self._env_fn, self._ctx = env_fn, None
+        self._env_fn, self._ctx, self.timeout_s = env_fn, None, timeout_s
         if mode == "serial":
             self._slots = [_EnvSlot(env_fn) for _ in range(n)]
         else:
-            default = "forkserver" if isinstance(env_fn, EnvFactory) else "fork"
+            default = "forkserver" if isinstance(env_fn, EnvFactory) or _picklable(env_fn) else "fork"
             self._ctx = mp.get_context(start_method or default)
             if self._ctx.get_start_method() == "forkserver":
                 # import the env stack once in the fork server, not once per worker
@@ -203,10 +226,14 @@ class EnvPool:
                 sent.append(i)
             except (BrokenPipeError, ConnectionResetError) as exc:
                 out[i] = self._dead(i, exc)
+        deadline = time.monotonic() + self.timeout_s
         for i in sent:
             try:
+                if not self._conns[i].poll(max(0.0, deadline - time.monotonic())):
+                    self._procs[i].kill()  # hung (a deadlocked renderer, an endless loop): replace it
+                    raise TimeoutError(f"no answer to {cmd!r} within {self.timeout_s:.0f} s")
                 out[i] = self._conns[i].recv()
-            except (EOFError, ConnectionResetError) as exc:
+            except (EOFError, ConnectionResetError, TimeoutError) as exc:
                 out[i] = self._dead(i, exc)
         return out
 

@@ -82,12 +82,12 @@ def evaluate_policy(policy: Any, env_name: str, *, n_episodes: int, n_envs: int 
                     n_videos: int = 0, progress: bool = True, stop_on_success: bool = False,
                     vector_mode: str = "serial", start_method: str | None = None,
                     env_fn: Callable[[], Any] | None = None, env_options: dict | None = None,
-                    video_fps: int = 20, clip_actions: bool = True) -> EvalResult:
+                    video_fps: int = 20, clip_actions: bool = True, env_timeout_s: float = 300.0) -> EvalResult:
     """Evaluate `policy` (Policy API: `reset()`, `select_action(batch) -> [B, A]`) on `env_name`.
 
     `env_fn` replaces `make_env(env_name, ...)` (any gymnasium env with a Dict observation
     holding `pixels` and optionally `state`). `vector_mode="subproc"` runs each env in its own
-    process. Returns an :class:`EvalResult` (success rate with Wilson 95% interval, mean return
+    process; a worker silent for `env_timeout_s` is killed (its episode fails). Returns an :class:`EvalResult` (success rate with Wilson 95% interval, mean return
     with a t interval, lengths, per-episode records, errors).
     """
     if n_episodes < 1:
@@ -109,7 +109,7 @@ def evaluate_policy(policy: Any, env_name: str, *, n_episodes: int, n_envs: int 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_episodes, desc=f"eval {env_name}", unit="ep", leave=False)
-    pool = EnvPool(env_fn, n_envs, mode=vector_mode, start_method=start_method)
+    pool = EnvPool(env_fn, n_envs, mode=vector_mode, start_method=start_method, timeout_s=env_timeout_s)
     startup_s = time.perf_counter() - t_start
     try:
         check_fits(policy, env_name, pool.observation_space, pool.action_space)
