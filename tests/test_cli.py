@@ -32,6 +32,11 @@ def test_appended_keys_are_refused_with_close_matches():
     assert ok.steps == 5 and not unknown_keys(compose_pretrain())
 
 
+def test_an_encoder_name_is_not_a_pretraining_model():
+    with pytest.raises(ValueError, match="model.name=pixio_vittiny is not a pretraining model.*pixio_mae_"):
+        to_config(compose_pretrain("model.name=pixio_vittiny"))
+
+
 def test_curation_scores_requires_the_scores_file():
     with pytest.raises(ValueError, match="curation=scores needs curation.scores="):
         to_config(compose_pretrain("curation=scores"))

@@ -84,6 +84,8 @@ def test_load_demos_bad_inputs(tmp_path, tiny_dataset):
 
     with pytest.raises(FileNotFoundError, match="not a LeRobotDataset"):
         load_demos(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="does not exist; fix dataset.root"):
+        load_demos(str(tmp_path / "typo"))
     with pytest.raises(KeyError, match="camera key 'nope'"):
         load_demos(str(tiny_dataset), image_key="nope")
     with pytest.raises(ValueError, match="dataset.root"):

@@ -164,8 +164,14 @@ def test_curation_dropping_everything_names_the_source(tmp_path):
     for i in range(3):
         Image.new("RGB", (32, 32), (i, 0, 0)).save(root / f"{i}.png")
     cur = CurationConfig(entropy_threshold=4.5, max_consecutive_drops=30)
-    with pytest.raises(SourceError, match=f"(?s){root}.*low_entropy=30"):
+    with pytest.raises(SourceError, match=f"(?s){root}.*low_entropy=30.*relax curation.entropy_threshold"):
         take(stream_of({"f": SourceConfig(type="folder", path=str(root))}, curation=cur), 1)
+    for i in range(3):  # every file unreadable, no curation: the advice is about the files
+        (root / f"{i}.png").write_bytes(b"not an image")
+    with pytest.raises(SourceError, match=r"corrupt=30\); check the files: they do not decode") as info:
+        take(stream_of({"f": SourceConfig(type="folder", path=str(root))},
+                       curation=CurationConfig(max_consecutive_drops=30)), 1)
+    assert "relax curation" not in str(info.value)
 
 
 def test_loss_based_sampling_keep_rate(tmp_path):
@@ -223,6 +229,8 @@ def test_lerobot_frames_source(tmp_path):
         build_sources({"lr": SourceConfig(type="lerobot", path=str(root), camera_keys=["nope"])})
     with pytest.raises(SourceError, match="not a LeRobotDataset root"):
         build_sources({"lr": SourceConfig(type="lerobot", path=str(tmp_path))})
+    with pytest.raises(SourceError, match="does not exist; fix data.sources.lr.path"):
+        build_sources({"lr": SourceConfig(type="lerobot", path=str(tmp_path / "typo"))})
     batch = take(stream_of({"lr": SourceConfig(type="lerobot", path=str(root))}, batch=6), 1)[0]
     assert batch["images"].shape == (6, 3, 32, 32) and len(set(batch["ids"])) == 6
 

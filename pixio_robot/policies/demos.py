@@ -67,6 +67,9 @@ def _open_dataset(root: str | None, repo_id: str | None):
                          "needs network) is required")
     if root is not None:
         path = Path(root).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"dataset root {path} does not exist; fix dataset.root (collect demos with "
+                                    "python -m pixio_robot.collect root=...)")
         if not (path / "meta" / "info.json").exists():
             raise FileNotFoundError(f"{path} is not a LeRobotDataset (no meta/info.json). Collect demos with "
                                     "python -m pixio_robot.collect, or pass dataset.repo_id for a hub dataset")

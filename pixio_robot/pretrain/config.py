@@ -33,6 +33,11 @@ class ModelConfig:
     decoder_num_heads: int | None = None
     norm_pix_loss: bool = True
 
+    def __post_init__(self) -> None:
+        if not self.name.startswith(("pixio_mae_", "mae_")):
+            raise ValueError(f"model.name={self.name} is not a pretraining model: pretraining needs an MAE "
+                             "(pixio_mae_* or mae_*, e.g. pixio_mae_tiny, pixio_mae_vitb16; or model=pixio_b16)")
+
     def create_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = dict(img_size=self.img_size, mask_ratio=self.mask_ratio,
                                   drop_path_rate=self.drop_path_rate, norm_pix_loss=self.norm_pix_loss)

@@ -139,6 +139,8 @@ class LeRobotSource(Source):
     def __init__(self, name: str, cfg: SourceConfig) -> None:
         super().__init__(name, cfg)
         root = Path(cfg.path).expanduser() if cfg.path else None
+        if root is not None and not root.exists() and not cfg.repo_id:
+            raise SourceError(f"{self.describe()}: {root} does not exist; fix data.sources.{name}.path")
         if root is not None and not (root / "meta" / "info.json").exists() and not cfg.repo_id:
             raise SourceError(f"{self.describe()}: {root} is not a LeRobotDataset root (no meta/info.json); "
                               "point data.sources.<name>.path at one or give repo_id=<hub id>")

@@ -212,9 +212,13 @@ class PretrainStream(IterableDataset):
                 if img is None or not curator.keep_image(img, crop.orig_hw):
                     drops[s] += 1
                     if drops[s] >= self.curation.max_consecutive_drops:
-                        raise SourceError(
-                            f"{src.describe()}: {drops[s]} draws in a row gave no usable image ({curator.summary()});"
-                            " check the files, or relax curation.entropy_threshold / min_resolution / tau")
+                        c, hints = self.curation, []
+                        if curator.stats["corrupt"]:
+                            hints.append("check the files: they do not decode as images")
+                        if c.entropy_threshold or c.min_resolution or c.scores:
+                            hints.append("relax curation.entropy_threshold / min_resolution / tau (or curation=none)")
+                        raise SourceError(f"{src.describe()}: {drops[s]} draws in a row gave no usable image "
+                                          f"({curator.summary()}); {'; '.join(hints) or 'check the source'}")
                     continue
                 drops[s] = 0
                 imgs[n] = crop(img)

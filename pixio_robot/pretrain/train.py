@@ -339,8 +339,9 @@ def plan_run(cfg: PretrainConfig, device: torch.device, world: int) -> dict:
              + (f" + {plan.host_gib:.1f} GiB host" if plan.host_gib else "")
              + (f" of {gib:.0f} GiB: {'fits' if advice is None else 'does NOT fit'}" if gib else ""),
              f"  {flops / 1e9:.1f} GFLOP per image; on paper (40% MFU, 989 TFLOP/s per GPU): "
-             f"{paper['step_s']:.2f} s per step, {paper['images_per_s']:.0f} images/s "
-             f"({paper['scaling_efficiency']:.0%} of it computing; the rest waits on weight all-gathers)"]
+             f"{paper['step_s']:.2f} s per step, {paper['images_per_s']:.0f} images/s"
+             + (f" ({paper['scaling_efficiency']:.0%} of it computing, the rest waiting on "
+                f"{'gradient all-reduces' if cfg.parallel == 'ddp' else 'weight all-gathers'})" if world > 1 else "")]
     if advice:
         lines.append("  " + advice)
     if udist.is_main():
