@@ -93,6 +93,28 @@ def test_frames_not_blank_and_change(name, closing):
     assert changed >= 10, f"the scene moved but only {changed} pixels changed"
 
 
+@pytest.mark.parametrize("name", ["gym/Reacher-v5", "metaworld/drawer-open-v3"])
+def test_frames_survive_another_env_closing_in_the_same_process(name, closing):
+    """gymnasium's viewer renders into whatever GL context is current: closing a second env (a
+    serial evaluation rebuilding a crashed env) used to leave every later frame of the first wrong."""
+    ref_env = make_env(name, image_size=32, seed=0)
+    closing(ref_env)
+    ref, _ = _rollout(ref_env, 3, seed=1)
+    env = make_env(name, image_size=32, seed=0)
+    closing(env)
+    obs, _ = env.reset(seed=1)
+    other = make_env(name, image_size=32, seed=0)
+    other.reset(seed=2)
+    other.close()  # frees the context that was current
+    rng = np.random.default_rng(1)
+    frames = [obs["pixels"]]
+    for _ in range(3):
+        obs, *_ = env.step(rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32))
+        frames.append(obs["pixels"])
+    for t, (a, b) in enumerate(zip(ref, frames, strict=True)):
+        assert np.array_equal(a, b), f"frame {t} differs"
+
+
 def test_metaworld_corner_camera_is_upright(closing):
     """The table (bright, textured) fills the lower part of an upright corner2 frame, the
     floor-less background the upper part; an upside-down frame inverts this."""

@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from pixio_robot.envs.base import PixelStateEnv, dict_space
-from pixio_robot.envs.rendering import apply_quality
+from pixio_robot.envs.rendering import apply_quality, render_gym_mujoco
 
 # Views that fill the frame with the scene (gymnasium's defaults show a tiny arm far away);
 # ``default_camera_config=...`` overrides them.
@@ -91,7 +91,7 @@ class GymMujocoEnv(PixelStateEnv):
         self._env.close()
 
     def _frame(self) -> np.ndarray:
-        return self._env.render()
+        return render_gym_mujoco(self._env)
 
     @property
     def model(self):

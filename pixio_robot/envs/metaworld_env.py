@@ -19,7 +19,7 @@ import mujoco
 import numpy as np
 
 from pixio_robot.envs.base import PixelStateEnv, dict_space
-from pixio_robot.envs.rendering import apply_quality
+from pixio_robot.envs.rendering import apply_quality, render_gym_mujoco
 
 DEFAULT_CAMERA = "corner2"
 CAMERAS = ("corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
@@ -106,7 +106,7 @@ class MetaWorldEnv(PixelStateEnv):
         return full[:4] if self.state_mode == "proprio" else full
 
     def _frame(self) -> np.ndarray:
-        img = self._env.render()
+        img = render_gym_mujoco(self._env)
         return img[::-1, ::-1] if self._flip else img  # corner cameras: rotate 180 degrees
 
     @property

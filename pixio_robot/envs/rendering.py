@@ -136,3 +136,17 @@ def apply_quality(model, quality: str = "fast", *, min_size: tuple[int, int] | N
 
 
 __all__ = ["BACKENDS", "QUALITIES", "apply_quality", "check_quality", "require_gl", "setup_gl"]
+
+
+def render_gym_mujoco(env):
+    """`env.render()` of a gymnasium MuJoCo env, with this env's GL context made current first.
+
+    gymnasium's off-screen viewer renders into whatever context is current; with several envs in
+    one process (serial evaluation, a rebuilt crashed env) closing another env frees the current
+    context and later frames come out wrong (measured: every pixel off after a second MetaWorld env
+    was created and closed). Making our own context current costs microseconds."""
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    viewer = getattr(renderer, "viewer", None) if renderer is not None else None
+    if viewer is not None and hasattr(viewer, "make_context_current"):
+        viewer.make_context_current()
+    return env.render()
