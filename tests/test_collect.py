@@ -82,6 +82,43 @@ def test_interrupted_collect_keeps_episodes_and_continues(tmp_path):
     assert open_dataset(root).num_episodes == 5
 
 
+@pytest.mark.parametrize("cut", ["before_save", "before_record"])
+def test_killed_between_attempt_and_record_ends_with_the_uninterrupted_seeds(tmp_path, monkeypatch, cut):
+    """A kill while an episode is saved (video encoding takes a while) must not burn its seed, nor
+    save it twice when the dataset write landed but the record did not."""
+    import pixio_robot.data.collect as collect_mod
+
+    root = tmp_path / "reacher"
+    kw = dict(image_size=16, seed=5, max_episode_steps=6, progress=False, expert=ConstantExpert())
+    calls = {"add": 0, "record": 0}
+    real_add, real_record = collect_mod.DemoWriter.add_episode, collect_mod.write_collect_info
+
+    def add(self, *a, **k):
+        calls["add"] += 1
+        if cut == "before_save" and calls["add"] == 3:
+            raise KeyboardInterrupt  # the third episode's attempt is recorded, its save is not
+        return real_add(self, *a, **k)
+
+    def record(*a, **k):
+        calls["record"] += 1
+        if cut == "before_record" and calls["record"] == 6:
+            raise KeyboardInterrupt  # the third episode is in the dataset, not in the record
+        return real_record(*a, **k)
+
+    monkeypatch.setattr(collect_mod.DemoWriter, "add_episode", add)
+    monkeypatch.setattr(collect_mod, "write_collect_info", record)
+    with pytest.raises(KeyboardInterrupt):
+        collect_demos("gym/Reacher-v5", 4, root, **kw)
+    assert open_dataset(root).num_episodes == (2 if cut == "before_save" else 3)
+    monkeypatch.setattr(collect_mod.DemoWriter, "add_episode", real_add)
+    monkeypatch.setattr(collect_mod, "write_collect_info", real_record)
+    collect_demos("gym/Reacher-v5", 4, root, **kw)
+    rec = _record(root)
+    assert [e["seed"] for e in rec["episodes"]] == [5, 6, 7, 8]
+    assert [e["episode_index"] for e in rec["episodes"]] == [0, 1, 2, 3]
+    assert open_dataset(root).num_episodes == 4 and all(e["length"] > 0 for e in rec["episodes"])
+
+
 def test_only_success_skips_failures_and_stops(tmp_path, caplog):
     root = tmp_path / "fail"
     kw = dict(image_size=16, max_episode_steps=3, progress=False, expert=ConstantExpert())

@@ -13,6 +13,7 @@ length of every saved episode and the attempts made, so a re-run never repeats a
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,27 @@ def rollout_episode(env, expert, seed: int, *, steps_after_success: int = 10) ->
         frames.append(frame)
         obs = next_obs
     return frames, success
+
+
+def _seeds_in_use(root: Path, record: dict, done_eps: int, only_success: bool) -> set[int]:
+    """Seeds a re-run must not use again: saved episodes and failed attempts. A kept attempt whose
+    save a kill cut short is retried with the same seed, so an interrupted collection ends with the
+    seeds of an uninterrupted one; one the kill caught after the dataset write but before the
+    record (the last attempt only) is recorded now instead."""
+    saved = {int(e["seed"]) for e in record["episodes"]}
+    attempted = record.get("attempted", [])
+    unsaved = [a for a in attempted if int(a["seed"]) not in saved and (a.get("success") or not only_success)]
+    if done_eps > len(record["episodes"]) and unsaved:
+        last = unsaved.pop()
+        seed, length = int(last["seed"]), 0
+        with contextlib.suppress(Exception):
+            from pixio_robot.data.lerobot_io import open_dataset
+
+            length = int(open_dataset(root).meta.episodes[len(record["episodes"])]["length"])
+        record["episodes"].append({"episode_index": len(record["episodes"]), "seed": seed,
+                                   "success": bool(last.get("success")), "length": length})
+        saved.add(seed)
+    return saved | ({int(a["seed"]) for a in attempted} - {int(a["seed"]) for a in unsaved})
 
 
 def _resolve_expert(env_name: str, expert) -> Any:
@@ -114,7 +136,7 @@ def collect_demos(env_name: str, n_episodes: int, root: str | Path, *, image_siz
         record.setdefault("episodes", [])
         record["episodes"] = [e for e in record["episodes"] if e["episode_index"] < done_eps]  # rolled back ones
         target = done_eps + n_episodes if append else n_episodes
-        used = {int(e["seed"]) for e in record.get("attempted", [])} | {int(e["seed"]) for e in record["episodes"]}
+        used = _seeds_in_use(root, record, done_eps, only_success)
         limit = max_attempts if max_attempts is not None else 3 * max(target - done_eps, 0) + 10
         record.update(env=env_name, task=task_description(env_name), image_size=list(obs["pixels"].shape[:2]),
                       camera=camera, only_success=only_success, steps_after_success=steps_after_success)
@@ -135,7 +157,7 @@ def collect_demos(env_name: str, n_episodes: int, root: str | Path, *, image_siz
                 frames, success = rollout_episode(env, expert, ep_seed, steps_after_success=steps_after_success)
                 n_success += int(success)
                 record.setdefault("attempted", []).append({"seed": ep_seed, "success": success})
-                write_collect_info(root, record)  # the seed is used up even if the save below is cut short
+                write_collect_info(root, record)  # a kill before the save below: the next run retries it
                 if only_success and not success:
                     continue
                 idx = writer.add_episode(frames, task)
