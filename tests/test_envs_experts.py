@@ -74,3 +74,7 @@ def test_sb3_zip_expert_round_trip(tmp_path, algo):
     r = measure_expert("gym/Reacher-v5", 2, expert=expert, max_episode_steps=5)
     assert r["episodes"] == 2 and np.isfinite(r["mean_return"])
     raw.close()
+    if algo == "PPO":  # an agent whose run recorded pixel observations is refused as an expert
+        (tmp_path / "agent.json").write_text('{"format": "pixio_robot.rl_agent", "obs": "pixels"}')
+        with pytest.raises(ValueError, match="trained on obs=pixels: an expert acts on the env's state"):
+            make_expert("gym/Reacher-v5", path=tmp_path / "agent.zip")

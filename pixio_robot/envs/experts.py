@@ -13,6 +13,7 @@ Measure an expert (state-only rollouts, no rendering)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import zipfile
 from pathlib import Path
@@ -89,6 +90,13 @@ class SB3Expert:
         algo = (algo or sb3_algo_of(path)).upper()
         if algo not in ALGOS:
             raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}.")
+        meta = Path(path).parent / "agent.json"  # written beside model.zip by python -m pixio_robot.rl
+        obs = None
+        with contextlib.suppress(ValueError, OSError):
+            obs = json.loads(meta.read_text()).get("obs") if meta.is_file() else None
+        if obs not in (None, "state"):
+            raise ValueError(f"{path} was trained on obs={obs}: an expert acts on the env's state vector; "
+                             "train it with `python -m pixio_robot.rl obs=state ...`")
         self.model = getattr(stable_baselines3, algo).load(str(path), device="cpu")
         self.deterministic = deterministic
         space = self.model.observation_space
