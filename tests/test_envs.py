@@ -187,6 +187,9 @@ def test_unknown_names_list_known_and_close():
         make_env("atari/Pong")
     assert "metaworld/assembly-v3" in list_envs("metaworld/*")
     assert all(n.startswith("gym/") for n in list_envs("gym/*"))
+    for name in ("metaworld/drawer-open-v3", "gym/Reacher-v5"):  # a misspelled option, any family
+        with pytest.raises(ValueError, match=r"unknown option 'img_size' \(did you mean image_size\?\)"):
+            make_env(name, img_size=32, pixels=False)
 
 
 def test_vec_env_sync_seeds_each_copy(closing):

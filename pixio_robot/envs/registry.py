@@ -12,6 +12,7 @@ import difflib
 import fnmatch
 import functools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -170,8 +171,19 @@ def make_env(name: str, *, image_size: int | tuple[int, int] = 128, camera: str 
     `seed` seeds the first reset; ``reset(seed=s)`` reseeds reproducibly.
     """
     family, task = parse_name(name)
-    env = FAMILIES[family].build(task, image_size=image_size, camera=camera, seed=seed,
-                                 render_quality=render_quality, **options)
+    try:
+        env = FAMILIES[family].build(task, image_size=image_size, camera=camera, seed=seed,
+                                     render_quality=render_quality, **options)
+    except TypeError as e:  # a misspelled option reaches an adapter or simulator constructor
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if bad is None or bad.group(1) not in options:
+            raise
+        known = ["image_size", "camera", "frame_stack", "action_repeat", "max_episode_steps", "seed",
+                 "render_quality", "pixels", "state"]
+        close = difflib.get_close_matches(bad.group(1), known, n=2)
+        raise ValueError(f"make_env({name!r}): unknown option {bad.group(1)!r}"
+                         + (f" (did you mean {' / '.join(close)}?)" if close else "")
+                         + f"; options: {', '.join(known)} and the family's own (docs/envs.md)") from e
     if int(action_repeat) != 1:
         env = ActionRepeat(env, action_repeat)
     limit = max_episode_steps if max_episode_steps is not None else episode_limit(name, action_repeat)
