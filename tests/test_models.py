@@ -57,6 +57,11 @@ def test_forward_intermediates():
     torch.testing.assert_close(last, torch.cat([feats["cls_tokens"], feats["patch_tokens"]], 1))
     with pytest.raises(ValueError, match="out of range"):
         enc.forward_intermediates(x, [7])
+    maps = enc.forward_intermediates(torch.randn(2, 3, 64, 96), [-1], norm=True, output_fmt="NCHW")[0]
+    assert maps.shape == (2, 32, 4, 6)  # (B, D, H/16, W/16): patch tokens only, as timm's dense heads take
+    tokens = enc.forward_features(torch.zeros(1, 3, 64, 96))["patch_tokens"]
+    torch.testing.assert_close(enc.forward_intermediates(torch.zeros(1, 3, 64, 96), [-1], norm=True,
+                                                         output_fmt="NCHW")[0][0, :, 1, 2], tokens[0, 1 * 6 + 2])
 
 
 @pytest.mark.parametrize("grid,block,ratio", [((16, 16), 4, 0.75), ((16, 16), 2, 0.75), ((16, 16), 1, 0.75),

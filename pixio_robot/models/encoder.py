@@ -91,9 +91,14 @@ class PixioEncoder(nn.Module):
         return {"cls_tokens": tokens[:, :k], "patch_tokens": tokens[:, k:]}
 
     def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None,
-                              norm: bool = False) -> list[torch.Tensor]:
-        """Outputs (B, K+N, D) of the chosen blocks (an int n means the last n blocks; None means
-        the paper's 4 evenly spaced blocks L/4*(i+1)-1). `norm` applies the final LayerNorm."""
+                              norm: bool = False, output_fmt: str = "NLC") -> list[torch.Tensor]:
+        """Outputs of the chosen blocks (an int n means the last n blocks; None means the paper's 4
+        evenly spaced blocks L/4*(i+1)-1). `norm` applies the final LayerNorm. `output_fmt`:
+        "NLC" (default) gives every token (B, K+N, D), class tokens first; "NCHW" gives the patch
+        tokens as feature maps (B, D, H/16, W/16), the layout timm's dense heads take."""
+        if output_fmt not in ("NLC", "NCHW"):
+            raise ValueError(f"output_fmt must be 'NLC' or 'NCHW', got {output_fmt!r}")
+        grid = self.check_input(x)
         depth = len(self.blocks)
         if indices is None:
             indices = [depth // 4 * (i + 1) - 1 for i in range(4)]
@@ -112,7 +117,11 @@ class PixioEncoder(nn.Module):
                 out[i] = self.norm(tokens) if norm else tokens
             if i >= max(wanted):
                 break
-        return [out[i % depth] for i in indices]
+        outs = [out[i % depth] for i in indices]
+        if output_fmt == "NCHW":
+            k = self.num_cls_tokens
+            outs = [o[:, k:].transpose(1, 2).reshape(o.shape[0], o.shape[2], *grid) for o in outs]
+        return outs
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Global embedding (B, D): mean of the class tokens after the final norm."""
