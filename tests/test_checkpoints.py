@@ -116,6 +116,12 @@ def test_truncated_and_missing_files_fail_clearly(tmp_path):
     (tmp_path / "x.pth").write_bytes((tmp_path / "x.pth").read_bytes()[:500])
     with pytest.raises(ValueError, match="truncated"):
         load_encoder(tmp_path / "x.pth")
+    (tmp_path / "random.bin").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ValueError, match=r"not a checkpoint, or holds pickled objects") as err:
+        load_encoder(tmp_path / "random.bin")
+    assert "weights_only=False" not in str(err.value)  # no advice to unpickle an unknown file
+    with pytest.raises(ValueError, match="expected float images .* got torch.uint8"):
+        enc.forward_features(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
     (tmp_path / "cfgless").mkdir()
     (tmp_path / "cfgless" / "model.safetensors").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="config.json"):

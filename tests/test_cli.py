@@ -91,3 +91,14 @@ def test_entry_point_refuses_an_appended_key(tmp_path):
     assert "error: unknown config key(s): stpes (did you mean steps?)" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_cuda_device_without_a_gpu_is_a_clear_error(tmp_path):
+    import torch
+
+    from pixio_robot.pretrain import run_pretrain
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="device=cuda, but torch sees no CUDA GPU here; use device=auto"):
+        run_pretrain(to_config(compose_pretrain("device=cuda", f"run_dir={tmp_path / 'r'}")))

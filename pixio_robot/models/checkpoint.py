@@ -153,8 +153,9 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ValueError(f"cannot read {path} with torch.load(weights_only=True): {e}. "
-                             "The file is truncated or holds pickled objects") from e
+            raise ValueError(f"cannot read {path} with torch.load(weights_only=True) "
+                             f"({str(e).strip().splitlines()[0][:200]}): the file is truncated, not a checkpoint, "
+                             "or holds pickled objects (not loaded, for safety)") from e
         if not isinstance(raw, dict):
             raise ValueError(f"{path} holds a {type(raw).__name__}, not a state dict")
         sd = to_official(raw)

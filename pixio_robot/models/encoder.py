@@ -64,6 +64,9 @@ class PixioEncoder(nn.Module):
     def check_input(self, x: torch.Tensor) -> tuple[int, int]:
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise ValueError(f"expected images [B,{self.config.in_chans},H,W], got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"expected float images normalised with the ImageNet mean / std, got {x.dtype}: "
+                             "convert uint8 with x.float() / 255 then normalise (policies' adapters take uint8)")
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {self.patch_size}")

@@ -96,6 +96,8 @@ def _device(cfg: PretrainConfig) -> torch.device:
     device = udist.init_distributed()
     if cfg.device != "auto":
         device = torch.device(cfg.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={cfg.device}, but torch sees no CUDA GPU here; use device=auto (or cpu)")
     return device
 
 

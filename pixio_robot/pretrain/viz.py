@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from pixio_robot.models import IMAGENET_MEAN, IMAGENET_STD
+from pixio_robot.utils.cli import RunError
 
 
 @torch.no_grad()
@@ -59,9 +60,14 @@ class ScalarLogger:
 
             self.tb = SummaryWriter(str(run_dir / "tb"))
         if wandb:
-            import wandb as wb  # optional integration
+            try:
+                import wandb as wb  # optional integration
 
-            self.wb = wb.init(project=project, dir=str(run_dir), config=config, resume="allow")
+                self.wb = wb.init(project=project, dir=str(run_dir), config=config, resume="allow")
+            except Exception as e:  # noqa: BLE001 - no key, no network, not installed: say what to do
+                raise RunError(f"logger=wandb could not start ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                               "run `wandb login`, or set WANDB_MODE=offline (sync later with `wandb sync`), "
+                               "or use logger=tensorboard") from e
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if self.tb is not None:
