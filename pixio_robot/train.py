@@ -236,6 +236,9 @@ def run_train(cfg: TrainConfig) -> dict:
     batcher = DemoBatcher(demo, frames, history=policy.n_obs_steps,
                           chunk=getattr(cfg.policy, "chunk_size", 1), cached=cached)
     train_rows, val_rows = demo.split(cfg.dataset.val_fraction, cfg.seed)
+    if cfg.dataset.val_fraction > 0 and len(val_rows) == 0:
+        log.warning("train: dataset.val_fraction=%s of %d episode(s) is no whole episode: no validation loss "
+                    "(collect more episodes, or raise val_fraction)", cfg.dataset.val_fraction, len(demo.episodes))
     opt = _optimizer(policy, cfg.optim)
     n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     log.info("train: %d frames (%d episodes), %d train / %d val rows, %s policy, %d trainable params, "

@@ -117,6 +117,9 @@ def test_mlp_history_is_per_row_and_reset_clears_it():
     torch.testing.assert_close(policy.select_action({"observation.image": stacked, "observation.state": state}),
                                third)
     policy.reset()
+    with pytest.raises(ValueError, match=r"got 2 image row\(s\) but 3 state row\(s\)"):
+        policy.select_action({"observation.image": frames[0], "observation.state": torch.zeros(3, 4)})
+    policy.reset()
     torch.testing.assert_close(policy.select_action({"observation.image": frames[0], "observation.state": state}),
                                first)
 

@@ -187,6 +187,9 @@ class PixioPolicy(nn.Module):
                 frames = self._update_history(self.frame_repr(self.adapter.encode(img)))
             state = self.state_from_batch({k: v[None] if torch.as_tensor(v).ndim == 1 else v
                                            for k, v in batch.items() if k == OBS_STATE})
+            if state is not None and state.shape[0] != frames.shape[0]:
+                raise ValueError(f"select_action got {frames.shape[0]} image row(s) but {state.shape[0]} state "
+                                 "row(s): one observation per row")
             return self.act(frames, state)
         finally:
             self.train(was_training)
