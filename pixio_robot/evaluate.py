@@ -136,7 +136,9 @@ def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    from pixio_robot.utils.cli import to_config, user_errors
+    from pixio_robot.utils.cli import register_resolvers, to_config, user_errors
+
+    register_resolvers()
 
     @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.evaluate", config_name="config")
     def _app(dcfg) -> None:

@@ -80,6 +80,9 @@ class RLConfig:
 def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
+    from pixio_robot.utils.cli import register_resolvers
+
+    register_resolvers()
     ConfigStore.instance().store(name="rl_schema", node=RLConfig)
 
 

@@ -95,7 +95,9 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     from pixio_robot.policies import ACTConfig, DiffusionConfig, MLPConfig
+    from pixio_robot.utils.cli import register_resolvers
 
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     # A group of its own: ConfigStore groups are global, and a `policy` group would turn other

@@ -64,6 +64,15 @@ def to_config(dcfg: Any) -> Any:
     return OmegaConf.to_object(dcfg)
 
 
+def register_resolvers() -> None:
+    """`${pixio_or:${run_dir},runs/x/<time>}` in hydra.run.dir: the run directory the user named,
+    else a fresh timestamped one (so hydra's log and .hydra/ land beside the run's own files)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("pixio_or"):
+        OmegaConf.register_new_resolver("pixio_or", lambda value, default: default if value in (None, "") else value)
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError, RunError)
 
 
@@ -95,4 +104,4 @@ def user_errors(on_interrupt: str = "") -> Iterator[None]:
         sys.exit(1)
 
 
-__all__ = ["ConfigKeyError", "RunError", "to_config", "unknown_keys", "user_errors"]
+__all__ = ["ConfigKeyError", "RunError", "register_resolvers", "to_config", "unknown_keys", "user_errors"]
