@@ -150,10 +150,16 @@ def build_agent(cfg: RLConfig, env, device: torch.device, tensorboard_log: str |
         policy = "MlpPolicy"
     algo_cls = sb3.PPO if cfg.algo == "ppo" else sb3.SAC
     try:
-        return algo_cls(policy, env, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
-                        tensorboard_log=tensorboard_log, verbose=0, **kwargs)
+        model = algo_cls(policy, env, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
+                         tensorboard_log=tensorboard_log, verbose=0, **kwargs)
     except TypeError as e:
         raise ValueError(f"bad algo_kwargs for {cfg.algo.upper()}: {e}") from e
+    # PPO's orthogonal init re-draws every Linear / Conv of the extractor, the Pixio backbone too:
+    # give the backbone back its pretrained (or seeded) weights; the heads keep SB3's init
+    restored = [m.restore_encoder() for m in model.policy.modules() if isinstance(m, PixioFeaturesExtractor)]
+    if any(restored):
+        log.info("rl: restored the encoder weights that %s's init had overwritten", cfg.algo.upper())
+    return model
 
 
 class ProgressCallback(BaseCallback):

@@ -32,12 +32,17 @@ def _cfg(tmp_path, algo, **kw):
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
 def test_pixel_agent_trains_with_frozen_extractor(tmp_path, algo):
+    from pixio_robot.policies import AdapterConfig
     from pixio_robot.policies.sb3_extractor import PixioFeaturesExtractor
     from pixio_robot.rl import load_agent, run_rl
 
     res = run_rl(_cfg(tmp_path, algo))
     assert res["timesteps"] >= 256
     assert res["encoder_digest_before"] == res["encoder_digest_after"]  # frozen: bit-identical
+    from pixio_robot.policies.encoder_adapter import EncoderAdapter
+
+    # ... and they are the weights the config names (PPO's orthogonal init used to redraw them)
+    assert res["encoder_digest_before"] == EncoderAdapter(AdapterConfig(image_size=32)).encoder_digest()
     assert [e["timesteps"] for e in res["evaluations"]] == [128, 256]
     assert res["final"]["n_episodes"] == 2 and np.isfinite(res["final"]["mean_return"])
     run = Path(res["run_dir"])

@@ -35,8 +35,23 @@ class PixioFeaturesExtractor(BaseFeaturesExtractor):
             state_key = None
         super().__init__(observation_space, features_dim=n_frames * adapter.out_dim + state_dim)
         self.adapter = adapter
+        self._encoder_config = dict(encoder or {})
+        self.source_digest = adapter.encoder_digest()  # the weights the config names
         self.pixels_key, self.state_key = pixels_key, state_key
         self.n_frames = n_frames
+
+    def restore_encoder(self) -> bool:
+        """Put the backbone's source weights back (rebuilt from the same config: the checkpoint, or
+        the seeded random init) if something re-initialised them. SB3's PPO does exactly that:
+        `ortho_init` applies to every Linear / Conv in the features extractor, encoder included.
+        Returns whether a restore was needed."""
+        if self.adapter.encoder_digest() == self.source_digest:
+            return False
+        fresh = EncoderAdapter(AdapterConfig.from_dict(self._encoder_config))
+        self.adapter.backbone.load_state_dict(fresh.backbone.state_dict())
+        if self.adapter.encoder_digest() != self.source_digest:
+            raise RuntimeError("could not restore the encoder's source weights (the checkpoint changed on disk?)")
+        return True
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         pix = observations[self.pixels_key]
