@@ -182,9 +182,13 @@ class ProgressCallback(BaseCallback):
         self.bar.close()
 
 
-def evaluate_agent(model, env, n_episodes: int) -> dict:
-    """Deterministic episodes on a VecEnv: success rate (any-step `is_success`) and mean return."""
+def evaluate_agent(model, env, n_episodes: int, seed: int | None = None) -> dict:
+    """Deterministic episodes on a VecEnv: success rate (any-step `is_success`) and mean return.
+    With `seed` the env is re-seeded first, so the same agent gives the same numbers whatever ran
+    on this env before (the final evaluation of a run can be reproduced from the saved agent)."""
     n = env.num_envs
+    if seed is not None:
+        env.seed(seed)
     obs = env.reset()
     returns, successes, ep_ret = [], [], np.zeros(n)
     ep_succ = np.zeros(n, dtype=bool)
@@ -267,7 +271,7 @@ def run_rl(cfg: RLConfig) -> dict:
     model.save(str(run_dir / "model.zip"))
     meta = _agent_meta(cfg, model)
     save_json(run_dir / "agent.json", meta)
-    final = evaluate_agent(model, eval_env, cfg.eval_episodes)
+    final = evaluate_agent(model, eval_env, cfg.eval_episodes, seed=cfg.seed + 10_000)
     evals = []
     if eval_cb is not None and len(eval_cb.evaluations_timesteps):
         for t, rets, succ in zip(eval_cb.evaluations_timesteps, eval_cb.evaluations_results,

@@ -36,7 +36,8 @@ def test_pixel_agent_trains_with_frozen_extractor(tmp_path, algo):
     from pixio_robot.policies.sb3_extractor import PixioFeaturesExtractor
     from pixio_robot.rl import load_agent, run_rl
 
-    res = run_rl(_cfg(tmp_path, algo))
+    cfg = _cfg(tmp_path, algo)
+    res = run_rl(cfg)
     assert res["timesteps"] >= 256
     assert res["encoder_digest_before"] == res["encoder_digest_after"]  # frozen: bit-identical
     from pixio_robot.policies.encoder_adapter import EncoderAdapter
@@ -60,6 +61,12 @@ def test_pixel_agent_trains_with_frozen_extractor(tmp_path, algo):
     a1, _ = model.predict(obs, deterministic=True)
     a2, _ = load_agent(run / "model.zip").predict(obs, deterministic=True)  # save -> load: same actions
     np.testing.assert_array_equal(a1, a2)
+    from pixio_robot.rl import evaluate_agent, make_vec  # the final numbers, reproduced from the saved agent
+
+    env = model._wrap_env(make_vec(cfg, 1, cfg.seed + 10_000), verbose=0)
+    again = evaluate_agent(model, env, cfg.eval_episodes, seed=cfg.seed + 10_000)
+    env.close()
+    assert again == pytest.approx(res["final"])
 
 
 def test_extractor_batches_the_vectorised_envs():
