@@ -21,9 +21,10 @@ from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 
-from pixio_robot.evaluation.grid import Cell, collect_records, file_lock, make_cells, run_grid, slug
+from pixio_robot.evaluation.grid import Cell, collect_records, make_cells, run_grid, slug
 from pixio_robot.evaluation.report import write_report
 from pixio_robot.evaluation.suites import EncoderSpec, SuiteConfig
+from pixio_robot.utils.io import file_lock
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)

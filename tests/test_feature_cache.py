@@ -106,3 +106,41 @@ def test_float16_cache_is_a_separate_entry(tmp_path):
     assert half_cache.get(adapter, src, progress=False)[1]
     with pytest.raises(ValueError, match="float16"):
         FeatureCache(tmp_path, dtype="int8")
+
+
+def _get_in_process(args):
+    root, seed = args
+    torch.set_num_threads(1)
+    _, hit = FeatureCache(root).get(build_adapter(), ArrayFrames(_frames(n=40)), batch_size=8, progress=False)
+    return hit
+
+
+def test_concurrent_builders_of_one_entry_all_succeed(tmp_path):
+    """Parallel benchmark cells share a cache entry: one process builds it under a lock, the others
+    wait and read it (they used to delete it from under each other)."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(3) as pool:
+        hits = pool.map(_get_in_process, [(str(tmp_path), i) for i in range(3)])
+    assert sorted(hits) == [False, True, True]
+    assert len(FeatureCache(tmp_path).entries()) == 1
+
+
+def test_architecture_settings_are_part_of_the_key(tmp_path):
+    """The same weights under another config (e.g. head count) give other features: not a hit."""
+    from pixio_robot.models import create_model, save_encoder
+
+    torch.manual_seed(0)
+    enc = create_model("pixio_vittest")
+    save_encoder(enc, tmp_path / "a")
+    import json
+
+    save_encoder(enc, tmp_path / "b")
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())
+    cfg["config"]["num_heads"] = 4 if cfg["config"]["num_heads"] != 4 else 2
+    (tmp_path / "b" / "config.json").write_text(json.dumps(cfg))
+    a = build_adapter(source="checkpoint", path=str(tmp_path / "a"))
+    b = build_adapter(source="checkpoint", path=str(tmp_path / "b"))
+    assert a.encoder_digest() == b.encoder_digest()  # identical weights ...
+    src = ArrayFrames(_frames())
+    assert FeatureCache(tmp_path / "c").key(a, src) != FeatureCache(tmp_path / "c").key(b, src)  # ... other key

@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from pixio_robot.utils.io import save_json
+from pixio_robot.utils.io import file_lock, save_json
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -174,11 +174,15 @@ class FeatureCache:
     def get(self, adapter, source: FrameSource, *, batch_size: int = 64, progress: bool = True
             ) -> tuple[np.ndarray, bool]:
         """(features [N,*F] memmap, hit). Builds the entry on a miss."""
+        key = self.key(adapter, source)
         found = self.lookup(adapter, source)
-        if found is not None:
-            log.info("feature cache hit: %s (%s)", self._entry(self.key(adapter, source)), found.shape)
-            return found, True
-        return self.build(adapter, source, batch_size=batch_size, progress=progress), False
+        if found is None:
+            with file_lock(self.root / f".{key}.lock"):  # one builder per entry (parallel benchmark cells)
+                found = self.lookup(adapter, source)  # built by another process while this one waited?
+                if found is None:
+                    return self.build(adapter, source, batch_size=batch_size, progress=progress), False
+        log.info("feature cache hit: %s (%s)", self._entry(key), found.shape)
+        return found, True
 
     @torch.no_grad()
     def build(self, adapter, source: FrameSource, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
@@ -217,11 +221,22 @@ class FeatureCache:
         """All frames of `source` as a uint8 [N,H,W,3] memmap (decoded once, keyed by content)."""
         key = "frames-" + hashlib.sha256(source.fingerprint().encode()).hexdigest()[:14]
         entry = self._entry(key)
+        found = self._open_frames(entry, source)
+        if found is not None:
+            return found
+        with file_lock(self.root / f".{key}.lock"):  # one builder per entry; the others then read it
+            found = self._open_frames(entry, source)
+            return found if found is not None else self._build_frames(key, source, batch_size, progress)
+
+    def _open_frames(self, entry: Path, source: FrameSource) -> np.ndarray | None:
         meta = self._read_meta(entry)
-        if meta is not None:
-            found = self._open(entry, FRAMES, tuple(meta["shape"]))
-            if found is not None and len(found) == len(source):
-                return found
+        if meta is None:
+            return None
+        found = self._open(entry, FRAMES, tuple(meta["shape"]))
+        return found if found is not None and len(found) == len(source) else None
+
+    def _build_frames(self, key: str, source: FrameSource, batch_size: int, progress: bool) -> np.ndarray:
+        entry = self._entry(key)
         batches = iter(source.iter_batches(batch_size))
         first = next(batches, None)
         if first is None:

@@ -9,12 +9,11 @@ file lock), so a cluster launcher (hydra multirun, `cell=<i>`) can spread them.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import re
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -116,14 +115,3 @@ def collect_records(results_dir: str | Path, cells: list[Cell] | None = None) ->
     return out
 
 
-@contextlib.contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
-    """Exclusive advisory lock (e.g. two cells collecting the same task's demos at once)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

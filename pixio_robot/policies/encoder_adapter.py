@@ -220,7 +220,15 @@ class EncoderAdapter(nn.Module):
                 "image_size": self.image_size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
                 "resize": "bilinear-antialias", "embedding": c.embedding,
                 "blocks": self.backbone.resolve_blocks(c.blocks) if c.embedding == "multi_block" else None,
-                "feature_shape": list(self.feature_shape)}
+                "feature_shape": list(self.feature_shape), "arch": self._arch()}
+
+    def _arch(self) -> dict | str:
+        """Architecture settings that are not weights (heads, norm eps, ...): the same weights under
+        another config give other features."""
+        cfg = getattr(self.backbone.model, "config", None)
+        if dataclasses.is_dataclass(cfg):
+            return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+        return f"{type(self.backbone.model).__module__}.{type(self.backbone.model).__name__}"
 
     def cache_key(self) -> str:
         spec = json.dumps(self.preprocessing_spec(), sort_keys=True)
