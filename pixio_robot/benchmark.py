@@ -74,7 +74,18 @@ def demo_root(cfg: BenchmarkConfig, task: str) -> Path:
     s = cfg.suite
     name = f"{slug(task)}_{s.image_size}px_{slug(s.camera or 'default')}_n{s.n_demos}_s{s.demo_seed}"
     name += "_succ" if s.only_success else "_all"
+    if s.max_episode_steps is not None:
+        name += f"_T{s.max_episode_steps}"
+    expert = _expert_path(cfg, task)
+    if expert is not None and expert.is_file():  # another expert (or one retrained in place): other demos
+        import hashlib
+
+        name += "_x" + hashlib.sha256(expert.read_bytes()).hexdigest()[:10]
     return Path(cfg.data_root).expanduser() / name
+
+
+def _expert_path(cfg: BenchmarkConfig, task: str) -> Path | None:
+    return Path(cfg.suite.expert_dir).expanduser() / f"{slug(task)}.zip" if cfg.suite.expert_dir else None
 
 
 def ensure_demos(cfg: BenchmarkConfig, task: str) -> Path:
@@ -82,9 +93,8 @@ def ensure_demos(cfg: BenchmarkConfig, task: str) -> Path:
     from pixio_robot.data import collect_demos
 
     s = cfg.suite
-    expert = None
-    if s.expert_dir:
-        expert = Path(s.expert_dir).expanduser() / f"{slug(task)}.zip"
+    expert = _expert_path(cfg, task)
+    if expert is not None:
         if not expert.is_file():
             raise FileNotFoundError(f"no expert for {task} at {expert}: train one with `python -m pixio_robot.rl` "
                                     f"(state observations) and save it there, or set suite.expert_dir")
@@ -132,7 +142,13 @@ def cell_fingerprint(cfg: BenchmarkConfig, cell: Cell) -> str:
         p = Path(enc.path).expanduser()
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p] if p.exists() else []
         weights = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    blob = json.dumps({"suite": dataclasses.asdict(cfg.suite), "encoder": dataclasses.asdict(enc),
+    suite = dataclasses.asdict(cfg.suite)
+    for grid_axis in ("tasks", "seeds"):  # the cell names its own task and seed: adding others changes nothing
+        suite.pop(grid_axis, None)
+    expert = _expert_path(cfg, cell.task)
+    if expert is not None and expert.is_file():  # demos (and so results) follow the expert's weights
+        weights.append((str(expert), expert.stat().st_size, expert.stat().st_mtime_ns))
+    blob = json.dumps({"suite": suite, "encoder": dataclasses.asdict(enc),
                        "weights": weights, "cell": dataclasses.asdict(cell)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -176,8 +192,16 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         run_grid(todo, lambda c: run_cell(cfg, c), out, force=cfg.force,
                  fingerprint=lambda c: cell_fingerprint(cfg, c))
     records = collect_records(out, cells)
+    # a finished cell recorded under other settings (report_only, or a run of one cell=...) is not
+    # this benchmark's result: leave it out of the report and say so
+    now = {c.key: cell_fingerprint(cfg, c) for c in cells}
+    stale = [r["key"] for r in records if r.get("status") == "done" and r.get("fingerprint") not in (None, now[r["key"]])]
+    if stale:
+        log.warning("%d finished cell(s) were run with other settings and are left out of the report: %s. Run "
+                    "the benchmark (without report_only) to redo them", len(stale), ", ".join(stale))
+        records = [r for r in records if r["key"] not in stale]
     n_done = sum(r.get("status") == "done" for r in records)
-    summary = {"output_dir": str(out), "cells": len(cells), "done": n_done,
+    summary = {"output_dir": str(out), "cells": len(cells), "done": n_done, "stale": stale,
                "failed": [r["key"] for r in records if r.get("status") == "failed"]}
     if n_done:
         paths = write_report(records, out / "report", title=f"{cfg.suite.name} ({n_done}/{len(cells)} cells)",

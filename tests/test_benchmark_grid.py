@@ -3,11 +3,12 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from pixio_robot.evaluation.grid import Cell, cell_path, collect_records, make_cells, run_grid
 from pixio_robot.evaluation.metrics import wilson_interval
-from pixio_robot.evaluation.report import aggregate, write_report
+from pixio_robot.evaluation.report import aggregate, markdown_table, write_report
 
 
 def fake_result(cell):
@@ -91,6 +92,14 @@ def test_report_numbers_and_files(tmp_path):
     assert len(table) == 12  # 2 encoders x (2 tasks + average) x (best, final)
     for which in ("best", "final"):
         assert paths[which].stat().st_size > 5000 and paths[which].read_bytes()[:4] == b"\x89PNG"
+    # cells missing (a failed cell, another seed count): the average keeps inside its interval and says so
+    partial = [r for r in recs if not (r["encoder"] == "random" and r["task"] == "metaworld/hammer-v3")]
+    partial = [r for r in partial if not (r["encoder"] == "pixio" and r["task"] == "metaworld/hammer-v3"
+                                          and r["seed"] == 2)]
+    for row in aggregate(partial):
+        assert row["lo"] <= row["score"] <= row["hi"], row
+    md = write_report(partial, tmp_path / "partial", title="partial")["markdown"].read_text()
+    assert "(1/2 tasks)" in md and "seeds per cell: 1-2 (some cells missing or failed)" in md
 
 
 def test_return_metric():
@@ -100,3 +109,5 @@ def test_return_metric():
     final = next(r for r in rows if r["task"] == "dmc/walker-walk" and r["which"] == "final")
     assert final["score"] == pytest.approx(50.0) and final["lo"] < 50 < final["hi"]
     assert final["ci"].startswith("t95")
+    one = aggregate(recs[:1], metric="return", return_scale=1000.0)  # one seed: no zero-width "interval"
+    assert all(np.isnan(r["lo"]) for r in one) and "[n/a]" in markdown_table(one)

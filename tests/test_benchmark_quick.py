@@ -47,6 +47,19 @@ def test_quick_suite_end_to_end_resume_and_evaluate(tmp_path, tmp_path_factory):
     mtime = train_results.stat().st_mtime_ns
     assert run_benchmark(cfg)["done"] == 1
     assert cell_file.read_text() == before and train_results.stat().st_mtime_ns == mtime
+    # the report leaves out a cell run with other settings (report_only after an encoder change)
+    from pixio_robot.benchmark import cell_fingerprint
+    from pixio_robot.evaluation.grid import make_cells
+
+    with initialize_config_module("pixio_robot.configs.benchmark", version_base="1.3"):
+        other = OmegaConf.to_object(compose("config", overrides=[*overrides, "encoders.0.init_seed=7",
+                                                                 "report_only=true"]))
+        more_seeds = OmegaConf.to_object(compose("config", overrides=[*overrides, "suite.seeds=[100,200]"]))
+    stale = run_benchmark(other)
+    assert stale["stale"] == [rec["key"]] and stale["done"] == 0
+    assert cell_file.read_text() == before
+    cell = make_cells(["metaworld/drawer-open-v3"], [cfg.encoders[0].label], [100])[0]
+    assert cell_fingerprint(more_seeds, cell) == cell_fingerprint(cfg, cell)  # another seed: this cell stays
 
     # the evaluate entry on the trained policy: env / image size from its config, subprocess envs
     s = run_evaluate(EvaluateConfig(policy=rec["policy_dir"], n_episodes=3, n_envs=2, max_episode_steps=8,

@@ -2,8 +2,9 @@
 
 A finished cell leaves `<results_dir>/cells/<key>.json` (written atomically) with
 `status: done`; re-running skips it. A failing cell is recorded with `status: failed` and its
-error, and is retried on the next run. Cells share nothing but the demo datasets (guarded by a
-file lock), so a cluster launcher (hydra multirun, `cell=<i>`) can spread them.
+error, and is retried on the next run. Cells share only the demo datasets and the feature
+cache (both guarded by file locks), so a cluster launcher (hydra multirun, `cell=<i>`) can
+spread them.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ then write a markdown table, a long-format CSV and grouped bar charts (matplotli
 Two numbers per (task, encoder), as PIXIO.md asks: `best` = the best success seen during
 training (CortexBench's convention; optimistic, it picks the max over checkpoints) and `final` =
 the success of the last checkpoint. Scores are percentages. Success intervals are Wilson 95% on
-the episodes pooled over seeds (and over tasks for the average); return-based suites (DMC:
-score = return / return_scale * 100) use a t interval over seeds.
+the episodes pooled over seeds; return-based suites (DMC: score = return / return_scale * 100)
+use a t interval over seeds (none with one seed). The average over tasks carries the mean of the
+tasks' bounds, so it always contains its score, also when cells are missing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def _interval(recs: list[dict], scores: list[float], which: str, metric: str) ->
         s = sum(round(float(r[f"{which}_success"]) * int(r.get("n_eval_episodes", 0))) for r in recs)
         lo, hi = wilson_interval(s, n)
         return 100 * lo, 100 * hi, f"wilson95 over {n} episodes"
+    if len(scores) < 2:  # a t interval needs two seeds; do not print a zero-width one
+        return float("nan"), float("nan"), "t95 needs >= 2 seeds"
     lo, hi = mean_interval(scores)
     return lo, hi, f"t95 over {len(scores)} seeds"
 
@@ -53,7 +56,7 @@ def aggregate(records: list[dict], metric: str = "success", return_scale: float 
     rows = []
     for enc in encoders:
         for which in WHICH:
-            task_means, all_recs, all_scores = [], [], []
+            task_means, task_los, task_his, all_recs = [], [], [], []
             for task in tasks:
                 recs = groups.get((enc, task), [])
                 if not recs:
@@ -65,14 +68,16 @@ def aggregate(records: list[dict], metric: str = "success", return_scale: float 
                              "seed_std": float(np.std(scores)), "n_seeds": len(recs),
                              "n_episodes": sum(int(r.get("n_eval_episodes", 0)) for r in recs), "ci": method})
                 task_means.append(mean)
+                task_los.append(lo)
+                task_his.append(hi)
                 all_recs += recs
-                all_scores += scores
-            if task_means:
-                lo, hi, method = _interval(all_recs, all_scores, which, metric)
+            if task_means:  # the mean over tasks, with the mean of the tasks' bounds (contains it; conservative)
                 rows.append({"encoder": enc, "task": AVERAGE, "which": which, "score": float(np.mean(task_means)),
-                             "lo": lo, "hi": hi, "seed_std": float("nan"), "n_seeds": len(all_recs),
+                             "lo": float(np.mean(task_los)), "hi": float(np.mean(task_his)),
+                             "seed_std": float("nan"), "n_seeds": len(all_recs),
                              "n_episodes": sum(int(r.get("n_eval_episodes", 0)) for r in all_recs),
-                             "ci": method, "n_tasks": len(task_means)})
+                             "ci": f"mean of the tasks' {method.split(' over')[0]} bounds",
+                             "n_tasks": len(task_means), "of_tasks": len(tasks)})
     return rows
 
 
@@ -91,13 +96,20 @@ def markdown_table(rows: list[dict], title: str = "Benchmark") -> str:
             cells = []
             for enc in encoders:
                 r = by.get((enc, task, which))
-                cells.append("-" if r is None else f"{r['score']:.1f} [{r['lo']:.1f}, {r['hi']:.1f}]")
+                if r is None:
+                    cells.append("-")
+                    continue
+                ci = "[n/a]" if np.isnan(r["lo"]) else f"[{r['lo']:.1f}, {r['hi']:.1f}]"
+                partial = f" ({r['n_tasks']}/{r['of_tasks']} tasks)" if r.get("n_tasks", 0) < r.get("of_tasks", 0) else ""
+                cells.append(f"{r['score']:.1f} {ci}{partial}")
             name = f"**{task}**" if task == AVERAGE else task
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
-    methods = sorted({r["ci"].split(" over")[0] for r in rows})
-    out.append(f"Scores in %, 95% intervals ({', '.join(methods)}); seeds per cell: "
-               f"{max((r['n_seeds'] for r in rows if r['task'] != AVERAGE), default=0)}.")
+    methods = sorted({r["ci"].split(" over")[0] for r in rows if r["task"] != AVERAGE})
+    seeds = sorted({r["n_seeds"] for r in rows if r["task"] != AVERAGE})
+    seeds_txt = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} (some cells missing or failed)"
+    out.append(f"Scores in %, 95% intervals ({', '.join(methods)}; the average row: the mean over tasks with the "
+               f"mean of the tasks' bounds); seeds per cell: {seeds_txt if seeds else 0}.")
     return "\n".join(out) + "\n"
 
 
