@@ -163,9 +163,8 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell) -> dict:
     evals = [row for row in res["history"] if "success" in row]
     if not evals:
         raise RuntimeError(f"{cell.key}: training ran no rollouts (check suite.eval_every / eval_episodes)")
-    best = max(evals, key=lambda r: (r["success"], r["mean_return"]))
-    return {
-        "best_success": best["success"], "best_epoch": best["epoch"], "final_success": evals[-1]["success"],
+    return {  # best: the first rollout with the top success, the one train saved as policy_best/
+        "best_success": res["best_success"], "best_epoch": res["best_epoch"], "final_success": evals[-1]["success"],
         "best_return": max(r["mean_return"] for r in evals), "final_return": evals[-1]["mean_return"],
         "n_eval_episodes": cfg.suite.eval_episodes, "curve": [[r["epoch"], r["success"], r["mean_return"]]
                                                              for r in evals],
