@@ -112,3 +112,25 @@ def test_hydra_logs_go_to_the_named_run_dir(tmp_path):
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 1 and "error:" in proc.stderr
     assert (tmp_path / "ev" / ".hydra" / "config.yaml").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_pretraining_says_where_it_stopped(tmp_path):
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "r"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIXIO_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "pixio_robot.pretrain", "experiment=test", "steps=100000",
+                             "ckpt_every=2", f"run_dir={run}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (run / "checkpoints" / "step_00000002").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted at step" in out + err and "the last checkpoint is step" in out + err
+    assert "re-run the same command to resume" in err and "Traceback" not in err

@@ -198,39 +198,47 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     t_log, img_log, last_batch = time.time(), 0, None
     it = iter(loader) if start < cfg.steps else None
     t_train, imgs_train = time.time(), 0
-    for step in range(start, cfg.steps):
-        micro_batches = [next(it) for _ in range(accum)]
-        for b in micro_batches:
-            tracker.update(b)
-        last_batch = micro_batches[-1]
-        log_now = (step + 1) % cfg.logger.log_every == 0 or step == start or step + 1 == cfg.steps
-        lr = lr_at(step, cfg.steps, peak_lr, cfg.optim.warmup_steps, cfg.optim.min_lr)
-        out = engine.step(micro_batches, lr, want_norm=log_now)
-        loss_sum += torch.where(out.finite, out.loss, zero)
-        n_finite += out.finite.float()
-        consec = (consec + 1) * (~out.finite).float()
-        max_consec = torch.maximum(max_consec, consec)
-        skipped += (~out.finite).float()
-        img_log += cfg.batch_size
-        imgs_train += cfg.batch_size
-        bar.update()
-        if log_now:  # device scalars leave for the host without stalling the step (read when landed)
-            norm = out.grad_norm.float() if out.grad_norm is not None else nan
-            vals = torch.stack([loss_sum, n_finite, max_consec, skipped, norm])
-            if udist.is_dist():  # the loss of the global batch: average the ranks' sums
-                torch.distributed.all_reduce(vals)
-                vals = vals / world
-            dt = max(time.time() - t_log, 1e-9)
-            reports.push(step + 1, vals, {"train/lr": lr, "train/images_per_s": img_log / dt,
-                                          "data/keep_rate": keep_rate(tracker.totals)})
-            loss_sum.zero_(), n_finite.zero_(), max_consec.zero_(), skipped.zero_()
-            t_log, img_log = time.time(), 0
-            reports.drain(wait=reports.loss_start is None or step + 1 == cfg.steps)
-        if cfg.logger.recon_every and (step + 1) % cfg.logger.recon_every == 0:
-            _recon(raw, engine, last_batch, cfg, run_dir, logger, step + 1)
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            reports.drain(wait=True)  # the checkpoint syncs anyway
-            _checkpoint(ckpt_root, step + 1, model, raw, optimizer, tracker, cfg, reports, prior["curation"], device)
+    saved_step = start
+    try:
+        for step in range(start, cfg.steps):
+            micro_batches = [next(it) for _ in range(accum)]
+            for b in micro_batches:
+                tracker.update(b)
+            last_batch = micro_batches[-1]
+            log_now = (step + 1) % cfg.logger.log_every == 0 or step == start or step + 1 == cfg.steps
+            lr = lr_at(step, cfg.steps, peak_lr, cfg.optim.warmup_steps, cfg.optim.min_lr)
+            out = engine.step(micro_batches, lr, want_norm=log_now)
+            loss_sum += torch.where(out.finite, out.loss, zero)
+            n_finite += out.finite.float()
+            consec = (consec + 1) * (~out.finite).float()
+            max_consec = torch.maximum(max_consec, consec)
+            skipped += (~out.finite).float()
+            img_log += cfg.batch_size
+            imgs_train += cfg.batch_size
+            bar.update()
+            if log_now:  # device scalars leave for the host without stalling the step (read when landed)
+                norm = out.grad_norm.float() if out.grad_norm is not None else nan
+                vals = torch.stack([loss_sum, n_finite, max_consec, skipped, norm])
+                if udist.is_dist():  # the loss of the global batch: average the ranks' sums
+                    torch.distributed.all_reduce(vals)
+                    vals = vals / world
+                dt = max(time.time() - t_log, 1e-9)
+                reports.push(step + 1, vals, {"train/lr": lr, "train/images_per_s": img_log / dt,
+                                              "data/keep_rate": keep_rate(tracker.totals)})
+                loss_sum.zero_(), n_finite.zero_(), max_consec.zero_(), skipped.zero_()
+                t_log, img_log = time.time(), 0
+                reports.drain(wait=reports.loss_start is None or step + 1 == cfg.steps)
+            if cfg.logger.recon_every and (step + 1) % cfg.logger.recon_every == 0:
+                _recon(raw, engine, last_batch, cfg, run_dir, logger, step + 1)
+            if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+                reports.drain(wait=True)  # the checkpoint syncs anyway
+                _checkpoint(ckpt_root, step + 1, model, raw, optimizer, tracker, cfg, reports, prior["curation"], device)
+                saved_step = step + 1
+    except KeyboardInterrupt:
+        bar.close()
+        log.warning("interrupted at step %d of %d; the last checkpoint is step %d in %s (ckpt_every=%d)", step, cfg.steps,
+                    saved_step, ckpt_root, cfg.ckpt_every)
+        raise
     reports.drain(wait=True)
     loss_start, loss_end, history = reports.loss_start, reports.loss_end, reports.history
     bar.close()
