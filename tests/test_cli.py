@@ -134,3 +134,11 @@ def test_ctrl_c_in_pretraining_says_where_it_stopped(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted at step" in out + err and "the last checkpoint is step" in out + err
     assert "re-run the same command to resume" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("entry", ["pretrain", "evaluate"])
+def test_help_says_what_the_command_does(entry):
+    proc = subprocess.run([sys.executable, "-m", f"pixio_robot.{entry}", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"python -m pixio_robot.{entry}: ")
+    assert "`--cfg job` prints every key" in proc.stdout and "__main__ is powered by Hydra" not in proc.stdout
