@@ -149,16 +149,15 @@ def build_agent(cfg: RLConfig, env, device: torch.device, tensorboard_log: str |
     else:
         policy = "MlpPolicy"
     algo_cls = sb3.PPO if cfg.algo == "ppo" else sb3.SAC
-    rollout = int(kwargs.get("n_steps", 2048)) * cfg.n_envs
-    if cfg.algo == "ppo" and cfg.total_timesteps < rollout:
-        log.warning("rl: total_timesteps=%d is less than one PPO rollout (n_steps %d x %d envs = %d steps): SB3 "
-                    "will run %d; lower it with +algo_kwargs.n_steps=...", cfg.total_timesteps, rollout // cfg.n_envs,
-                    cfg.n_envs, rollout, rollout)
     try:
         model = algo_cls(policy, env, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
                          tensorboard_log=tensorboard_log, verbose=0, **kwargs)
     except TypeError as e:
         raise ValueError(f"bad algo_kwargs for {cfg.algo.upper()}: {e}") from e
+    if cfg.algo == "ppo" and cfg.total_timesteps < model.n_steps * model.n_envs:
+        log.warning("rl: total_timesteps=%d is less than one PPO rollout (n_steps %d x %d envs): SB3 will run %d; "
+                    "lower it with +algo_kwargs.n_steps=...", cfg.total_timesteps, model.n_steps, model.n_envs,
+                    model.n_steps * model.n_envs)
     # PPO's orthogonal init re-draws every Linear / Conv of the extractor, the Pixio backbone too:
     # give the backbone back its pretrained (or seeded) weights; the heads keep SB3's init
     restored = [m.restore_encoder() for m in model.policy.modules() if isinstance(m, PixioFeaturesExtractor)]

@@ -158,8 +158,9 @@ class FeatureCache:
         return {"dtype": self.dtype, "encoder_digest": adapter.encoder_digest(), "preprocessing": adapter.preprocessing_spec(),
                 "dataset": source.fingerprint(), "n_frames": len(source)}
 
-    def key(self, adapter, source: FrameSource) -> str:
-        blob = json.dumps(self.key_parts(adapter, source), sort_keys=True, default=str)
+    def key(self, adapter, source: FrameSource, parts: dict | None = None) -> str:
+        """`parts`: `key_parts(adapter, source)` when the caller has them (hashing the weights costs)."""
+        blob = json.dumps(parts or self.key_parts(adapter, source), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def _entry(self, key: str) -> Path:
@@ -168,27 +169,31 @@ class FeatureCache:
     # -- features -------------------------------------------------------------------------------
     def lookup(self, adapter, source: FrameSource) -> np.ndarray | None:
         """Memory-mapped features if a valid entry exists, else None."""
-        entry = self._entry(self.key(adapter, source))
-        return self._open(entry, FEATURES, (len(source), *adapter.feature_shape))
+        return self._features(self.key(adapter, source), adapter, source)
+
+    def _features(self, key: str, adapter, source: FrameSource) -> np.ndarray | None:
+        return self._open(self._entry(key), FEATURES, (len(source), *adapter.feature_shape))
 
     def get(self, adapter, source: FrameSource, *, batch_size: int = 64, progress: bool = True
             ) -> tuple[np.ndarray, bool]:
         """(features [N,*F] memmap, hit). Builds the entry on a miss."""
-        key = self.key(adapter, source)
-        found = self.lookup(adapter, source)
+        parts = self.key_parts(adapter, source)  # the weights are hashed once per call
+        key = self.key(adapter, source, parts)
+        found = self._features(key, adapter, source)
         if found is None:
             with file_lock(self.root / f".{key}.lock"):  # one builder per entry (parallel benchmark cells)
-                found = self.lookup(adapter, source)  # built by another process while this one waited?
+                found = self._features(key, adapter, source)  # built by another process while this one waited?
                 if found is None:
-                    return self.build(adapter, source, batch_size=batch_size, progress=progress), False
+                    return self.build(adapter, source, batch_size=batch_size, progress=progress, parts=parts), False
         log.info("feature cache hit: %s (%s)", self._entry(key), found.shape)
         return found, True
 
     @torch.no_grad()
-    def build(self, adapter, source: FrameSource, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    def build(self, adapter, source: FrameSource, *, batch_size: int = 64, progress: bool = True,
+              parts: dict | None = None) -> np.ndarray:
         """Encode every frame in batches (on the adapter's device) and store the features."""
-        parts = self.key_parts(adapter, source)
-        key = self.key(adapter, source)
+        parts = parts or self.key_parts(adapter, source)
+        key = self.key(adapter, source, parts)
         n, shape = len(source), (len(source), *adapter.feature_shape)
         was_training = adapter.training
         adapter.eval()

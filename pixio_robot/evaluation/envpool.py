@@ -172,7 +172,7 @@ class EnvPool:
         if mode == "serial":
             self._slots = [_EnvSlot(env_fn) for _ in range(n)]
         else:
-            default = "forkserver" if isinstance(env_fn, EnvFactory) or _picklable(env_fn) else "fork"
+            default = "forkserver" if _picklable(env_fn) else "fork"
             self._ctx = mp.get_context(start_method or default)
             if self._ctx.get_start_method() == "forkserver":
                 # import the env stack once in the fork server, not once per worker

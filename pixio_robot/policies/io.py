@@ -64,9 +64,9 @@ def read_policy_config(path: str | Path) -> dict:
     """The config.json of a saved policy directory, checked for format."""
     path = Path(path)
     if path.is_file() and path.name != POLICY_CONFIG:
-        raise PolicyLoadError(f"{path} is a file; a saved policy is a directory ({POLICY_CONFIG} + "
-                              f"{POLICY_WEIGHTS}): pass {path.parent}" if path.name == POLICY_WEIGHTS else
-                              f"{path} is a file; a saved policy is a directory ({POLICY_CONFIG} + {POLICY_WEIGHTS})")
+        hint = f": pass {path.parent}" if path.name == POLICY_WEIGHTS else ""
+        raise PolicyLoadError(f"{path} is a file; a saved policy is a directory ({POLICY_CONFIG} + {POLICY_WEIGHTS})"
+                              + hint)
     cfg_file = path / POLICY_CONFIG if path.is_dir() else path
     if not cfg_file.exists():
         hint = ""

@@ -73,7 +73,7 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("pixio_or", lambda value, default: default if value in (None, "") else value)
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError, RunError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, RunError)
 
 
 def _message(e: BaseException) -> str:

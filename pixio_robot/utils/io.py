@@ -39,12 +39,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+_UMASK = os.umask(0)  # read once, at import (setting it briefly to 0 later could race other threads)
+os.umask(_UMASK)
+
+
 def default_mode(path: str | os.PathLike) -> None:
     """Give a finished file the mode the umask allows (0644 usually): others on a shared cluster
     can read the run's checkpoints."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
