@@ -14,6 +14,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+@pytest.fixture(scope="module")
+def private_sim_cache(tmp_path_factory):
+    """A private corpus cache (PIXIO_CACHE) for one test module (the tiny test corpus renders in seconds)."""
+    old = os.environ.get("PIXIO_CACHE")
+    os.environ["PIXIO_CACHE"] = str(tmp_path_factory.mktemp("pixio_cache"))
+    yield os.environ["PIXIO_CACHE"]
+    if old is None:
+        os.environ.pop("PIXIO_CACHE")
+    else:
+        os.environ["PIXIO_CACHE"] = old
+
+
 def pytest_configure(config):
     import torch
 

@@ -302,3 +302,31 @@ def test_entropy_filter_sees_nearly_the_same_bits_after_a_reduced_decode(tmp_pat
         half = decode_image(f, lambda w, h: (w // 2, h // 2))
         assert half.shape[:2] == (240, 320) and full.shape[:2] == (480, 640)
         assert abs(histogram_entropy(full) - histogram_entropy(half)) < 0.15
+
+
+def test_entropy_filter_reads_one_scale_per_image_whatever_the_crop(tmp_path):
+    """An image's entropy must not depend on the pass's crop (which picks the reduced JPEG decode):
+    near the threshold, the crop's scale flipped keep / drop from pass to pass."""
+    from pixio_robot.pretrain.sources import decode_image
+    from pixio_robot.pretrain.stream import RandomResizedCrop, decode_for_crop
+
+    root = _large_jpegs(tmp_path / "big", n=2)
+    for f in sorted(root.glob("*.jpg")):
+        entropies, crop_scales, crop_ents = set(), set(), set()
+        for k in range(40):
+            crop = RandomResizedCrop(np.random.default_rng([0, 13, k]), 128, (0.08, 1.0), (0.75, 4 / 3))
+            img, ent = decode_for_crop(lambda d, f=f: decode_image(f, d), crop, True, True)
+            entropies.add(ent)
+            crop_scales.add(img.shape[1])
+            ref = RandomResizedCrop(np.random.default_rng([0, 13, k]), 128, (0.08, 1.0), (0.75, 4 / 3))
+            alone = decode_image(f, ref.draft)  # what the crop alone decodes (the old entropy input)
+            crop_ents.add(round(histogram_entropy(alone), 6))
+            assert img.shape[1] >= alone.shape[1]  # never fewer pixels for the crop than it asked for
+            diff = np.abs(crop(img).astype(float) - ref(alone).astype(float)).mean()
+            assert diff < 4.0, diff  # the same crop
+        assert len(entropies) == 1, entropies
+        assert len(crop_ents) > 1 and crop_scales == {320, 640}  # crops decoded at several scales
+    # without reduced decodes the crop reads the full image and the entropy the same canonical scale
+    crop = RandomResizedCrop(np.random.default_rng(1), 64, (0.08, 1.0), (0.75, 4 / 3))
+    img, ent = decode_for_crop(lambda d, f=f: decode_image(f, d), crop, False, True)
+    assert img.shape[:2] == (480, 640) and ent in entropies

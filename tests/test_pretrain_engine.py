@@ -26,8 +26,15 @@ def compose_cfg(overrides: list[str]) -> PretrainConfig:
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")))
 def test_every_experiment_composes(experiment):
     extra = [] if experiment in ("tiny_cpu", "test") else ["data.sources.web.path='/data/{000..009}.tar'"]
+    if experiment.startswith("distill_"):
+        with pytest.raises(ValueError, match="distill.teacher=<encoder>"):  # the teacher must be named
+            compose_cfg([f"experiment={experiment}", *extra])
+        extra.append("distill.teacher=/weights/pixio_vit5b16.pth")
     cfg = compose_cfg([f"experiment={experiment}", *extra])
     assert isinstance(cfg, PretrainConfig) and cfg.name == experiment
+    if experiment.startswith("distill_"):  # the paper's distillation recipe
+        assert cfg.batch_size == 8192 and cfg.steps == 500000 and cfg.distill.mask_ratio == 0.0
+        assert scaled_lr(cfg.optim, cfg.batch_size) == pytest.approx(1e-3) and cfg.model.img_size == 256
     if experiment.startswith("pixio_"):  # the paper's recipe
         assert cfg.batch_size == 16384 and cfg.steps == 1284000 and cfg.optim.warmup_steps == 128400
         assert cfg.optim.lr == 8e-4 and scaled_lr(cfg.optim, cfg.batch_size) == pytest.approx(8e-4)

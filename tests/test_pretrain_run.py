@@ -22,16 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 register_configs()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def sim_cache(tmp_path_factory):
-    """A private corpus cache for this module (the tiny test corpus renders in seconds)."""
-    old = os.environ.get("PIXIO_CACHE")
-    os.environ["PIXIO_CACHE"] = str(tmp_path_factory.mktemp("pixio_cache"))
-    yield
-    if old is None:
-        os.environ.pop("PIXIO_CACHE")
-    else:
-        os.environ["PIXIO_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("private_sim_cache")
 
 
 def cfg_for(run_dir: Path, *overrides: str):

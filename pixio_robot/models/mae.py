@@ -39,6 +39,10 @@ class PixioMAE(nn.Module):
         trunc_normal_(self.decoder_pos_embed, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
 
+    def shard_blocks(self) -> list[nn.Module]:
+        """Blocks to shard / compile / checkpoint one by one: the encoder's, then the decoder's."""
+        return [*self.encoder.blocks, *self.decoder_blocks]
+
     def no_weight_decay(self) -> set[str]:
         return {f"encoder.{k}" for k in self.encoder.no_weight_decay()} | {"decoder_pos_embed", "mask_token"}
 

@@ -11,7 +11,10 @@ from torch import nn
 
 
 class BlockMasking(nn.Module):
-    def __init__(self, grid_size: tuple[int, int], block: int = 4, ratio: float = 0.75) -> None:
+    def __init__(self, grid_size: tuple[int, int], block: int = 4, ratio: float = 0.75,
+                 allow_none: bool = False) -> None:
+        """`allow_none` accepts a ratio that hides nothing (every patch visible; distillation's
+        full-image students)."""
         super().__init__()
         gh, gw = grid_size
         if gh % block or gw % block:
@@ -21,8 +24,10 @@ class BlockMasking(nn.Module):
         self.ratio = ratio
         self.blocks_hw = (gh // block, gw // block)
         self.num_blocks = self.blocks_hw[0] * self.blocks_hw[1]
-        self.num_keep_blocks = max(1, round(self.num_blocks * (1.0 - ratio)))
-        if self.num_keep_blocks >= self.num_blocks:
+        self.num_keep_blocks = min(self.num_blocks, max(1, round(self.num_blocks * (1.0 - ratio))))
+        if not 0.0 <= ratio < 1.0:
+            raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
+        if self.num_keep_blocks >= self.num_blocks and not allow_none:
             raise ValueError(f"ratio {ratio} masks no block of {self.num_blocks}; raise it or shrink the block")
         # Patch indices (row-major in the patch grid) of each block: (num_blocks, g*g).
         bh, bw = self.blocks_hw

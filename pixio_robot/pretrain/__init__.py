@@ -3,6 +3,7 @@
 from pixio_robot.pretrain.config import (
     CurationConfig,
     DataConfig,
+    DistillConfig,
     LoggerConfig,
     ModelConfig,
     OptimConfig,
@@ -19,5 +20,5 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     return _run(cfg)
 
 
-__all__ = ["CurationConfig", "DataConfig", "LoggerConfig", "ModelConfig", "OptimConfig", "PretrainConfig",
+__all__ = ["CurationConfig", "DataConfig", "DistillConfig", "LoggerConfig", "ModelConfig", "OptimConfig", "PretrainConfig",
            "ScoreConfig", "SourceConfig", "run_pretrain"]

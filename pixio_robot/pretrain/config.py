@@ -33,11 +33,6 @@ class ModelConfig:
     decoder_num_heads: int | None = None
     norm_pix_loss: bool = True
 
-    def __post_init__(self) -> None:
-        if not self.name.startswith(("pixio_mae_", "mae_")):
-            raise ValueError(f"model.name={self.name} is not a pretraining model: pretraining needs an MAE "
-                             "(pixio_mae_* or mae_*, e.g. pixio_mae_tiny, pixio_mae_vitb16; or model=pixio_b16)")
-
     def create_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = dict(img_size=self.img_size, mask_ratio=self.mask_ratio,
                                   drop_path_rate=self.drop_path_rate, norm_pix_loss=self.norm_pix_loss)
@@ -145,6 +140,30 @@ class CurationConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Feature distillation from a frozen teacher (the paper's way to B/L/H/1B): set `teacher` and
+    the run trains `model`'s encoder (plus a projector) on the teacher's last-block tokens instead
+    of an MAE. The student sees `mask_ratio` of its 4x4 blocks hidden (paper: 0.5 for H / 1B, 0 for
+    B / L); the loss is cls_weight x class-token + (1 - cls_weight) x patch-token cosine distance."""
+
+    teacher: str | None = None  # anything `load_encoder` reads: run dir, encoder dir, official .pth
+    mask_ratio: float = 0.0
+    mask_block: int = 4
+    cls_weight: float = 0.5
+    projector_hidden: int = 0  # 0: the teacher's width
+    required: bool = False  # set by experiment=distill_*: a run without `teacher` is an error
+
+    def __post_init__(self) -> None:
+        if self.required and not self.teacher:
+            raise ValueError("this experiment distils: name the teacher with distill.teacher=<encoder> (a pretraining "
+                             "run, an encoder directory or an official .pth such as pixio_vit5b16.pth)")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"distill.mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        if not 0.0 <= self.cls_weight <= 1.0:
+            raise ValueError(f"distill.cls_weight must be in [0, 1], got {self.cls_weight}")
+
+
+@dataclass
 class LoggerConfig:
     """Where scalars and images go, and how often."""
 
@@ -166,6 +185,7 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     curation: CurationConfig = field(default_factory=CurationConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     name: str = "tiny_cpu"
     run_dir: str = "runs/pretrain/${name}"
     seed: int = 0
@@ -193,6 +213,18 @@ class PretrainConfig:
     plan_world_size: int = 0  # plan_only: ranks to plan for (0 = this launch's)
 
     def __post_init__(self) -> None:
+        name = self.model.name
+        if self.distill.teacher:
+            if not name.startswith(("pixio_mae_", "pixio_vit")):
+                raise ValueError(f"model.name={name}: a distillation student is a Pixio encoder (pixio_vit*, or "
+                                 "the encoder of a pixio_mae_* model, e.g. model=pixio_small)")
+            if self.plan_only or self.micro_batch_size == 0:
+                raise ValueError("plan_only and micro_batch_size=0 plan MAE pretraining, not distillation: "
+                                 "set micro_batch_size explicitly")
+        elif not name.startswith(("pixio_mae_", "mae_")):
+            raise ValueError(f"model.name={name} is not a pretraining model: pretraining needs an MAE "
+                             "(pixio_mae_* or mae_*, e.g. pixio_mae_tiny, pixio_mae_vitb16; or model=pixio_b16), "
+                             "or distill.teacher=<encoder> to distil into this encoder")
         if self.micro_batch_size is not None and self.micro_batch_size < 0:
             raise ValueError("micro_batch_size must be >= 1, 0 (auto: fit the GPU) or null (batch / world size)")
         if self.steps < 1 or self.batch_size < 1:

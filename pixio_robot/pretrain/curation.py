@@ -13,6 +13,7 @@ loss-based soft sampling from a scores file.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from pathlib import Path
 
@@ -24,8 +25,20 @@ STAT_KEYS = ("seen", "kept", "corrupt", "low_entropy", "low_resolution", "loss_d
              "corrupt_shards")
 
 
+ENTROPY_SIDE = 256  # the entropy filter reads a JPEG decoded with its longer side >= this, never smaller
+
+
+def entropy_draft(w: int, h: int) -> tuple[int, int]:
+    """The reduced JPEG decode the entropy filter reads: a function of the image's own size only,
+    so an image's entropy (and whether it is dropped) is the same on every pass, whatever crop the
+    pass draws (PIL decodes at the largest 1/2-1/8 reduction keeping at least this size)."""
+    f = max(1.0, max(w, h) / ENTROPY_SIDE)
+    return math.ceil(w / f), math.ceil(h / f)
+
+
 def histogram_entropy(img: np.ndarray, max_side: int = 160) -> float:
-    """Mean per-channel 256-bin histogram entropy (bits) of an RGB uint8 image [H, W, 3]."""
+    """Mean per-channel 256-bin histogram entropy (bits) of an RGB uint8 image [H, W, 3], read on
+    a grid of at most ~`max_side` pixels a side (every k-th pixel)."""
     h, w = img.shape[:2]
     step = max(1, -(-max(h, w) // max_side))  # ceil: at most ~max_side samples per side
     x = img[::step, ::step].reshape(-1, 3).astype(np.int64) + np.array([0, 256, 512])  # (P, 3) offset per channel
@@ -102,13 +115,17 @@ class Curator:
         self.stats["loss_dropped"] += 1
         return False
 
-    def keep_image(self, img: np.ndarray, orig_hw: tuple[int, int] | None = None) -> bool:
+    def keep_image(self, img: np.ndarray, orig_hw: tuple[int, int] | None = None,
+                   entropy: float | None = None) -> bool:
         """Resolution and entropy filters on a decoded image (`orig_hw`: its size before a reduced
-        JPEG decode, for the resolution filter). Counts into `stats`."""
+        JPEG decode, for the resolution filter; `entropy`: read at the canonical scale, see
+        `entropy_draft`, else computed from `img`). Counts into `stats`."""
         if self.cfg.min_resolution and min(orig_hw or img.shape[:2]) < self.cfg.min_resolution:
             self.stats["low_resolution"] += 1
             return False
-        if self.cfg.entropy_threshold and histogram_entropy(img) <= self.cfg.entropy_threshold:
+        if entropy is None and self.cfg.entropy_threshold:
+            entropy = histogram_entropy(img)
+        if self.cfg.entropy_threshold and entropy <= self.cfg.entropy_threshold:
             self.stats["low_entropy"] += 1
             return False
         return True

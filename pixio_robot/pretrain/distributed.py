@@ -30,7 +30,7 @@ from pixio_robot.utils import dist as udist
 
 
 def blocks_of(model: nn.Module) -> list[nn.Module]:
-    return [*model.encoder.blocks, *model.decoder_blocks]
+    return model.shard_blocks()
 
 
 def _checkpointed(forward, x: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,8 @@ log = get_logger(__name__)
 
 def load_mae(path: str | Path) -> PixioMAE:
     """A `save_model` directory, a pretraining checkpoint directory, or a run directory (its newest
-    checkpoint)."""
+    checkpoint). A distillation run's checkpoint gives its student (+ projector) instead, as a
+    module whose `.encoder` is the student."""
     from pixio_robot.pretrain.checkpoint import list_checkpoints, load_checkpoint
 
     path = Path(path).expanduser()
@@ -45,6 +46,12 @@ def load_mae(path: str | Path) -> PixioMAE:
         path = ckpts[-1]
     if (path / "state.json").exists():
         state = json.loads((path / "state.json").read_text())
+        if state.get("objective") == "distill":
+            from pixio_robot.models.distill import DistilledStudent
+
+            model = DistilledStudent(state["model_config"], **state["distill_dims"])
+            load_checkpoint(path, model, None)
+            return model
         model = PixioMAE(MAEConfig(**state["model_config"]))
         load_checkpoint(path, model, None)  # full or sharded, read whole in this process
         return model
@@ -94,6 +101,9 @@ def run_score(cfg: ScoreConfig) -> dict:
     """Score every sample; write `cfg.output`; return a summary."""
     device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_mae(cfg.checkpoint).to(device).eval()
+    if not isinstance(model, PixioMAE):
+        raise ValueError(f"{cfg.checkpoint} is a distillation run: scores are MAE reconstruction losses, so "
+                         "score with an MAE pretraining run (checkpoint=runs/pretrain/<mae run>)")
     size = cfg.img_size or model.encoder.img_size[0]
     masking = model.masking_for((size // model.patch_size, size // model.patch_size))
     ids_map = masking.block_patch_ids.to(device)

@@ -27,7 +27,7 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pixio_robot.pretrain.config import CurationConfig, DataConfig
-from pixio_robot.pretrain.curation import STAT_KEYS, Curator
+from pixio_robot.pretrain.curation import STAT_KEYS, Curator, entropy_draft, histogram_entropy
 from pixio_robot.pretrain.sources import CorruptSample, Source, SourceError, decode_image
 
 
@@ -86,6 +86,33 @@ class RandomResizedCrop:
         box = (left * sx, top * sy, (left + cw) * sx, (top + ch) * sy)
         out = Image.fromarray(img).resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
         return np.asarray(out).transpose(2, 0, 1)  # (3, S, S)
+
+
+def decode_for_crop(load, crop: RandomResizedCrop, jpeg_draft: bool, want_entropy: bool
+                    ) -> tuple[np.ndarray, float | None]:
+    """Decode one sample for `crop` (`load(draft)` decodes it, see `decode_image`); with
+    `want_entropy` also its colour-histogram entropy, read at a scale fixed by the image's size
+    alone (`entropy_draft`), never at the crop's scale: a filter that saw the crop's reduced decode
+    would keep an image on one pass and drop it on the next. A JPEG is then decoded at that scale
+    first (dropped images cost only that), and again for the crop only when the crop needs more
+    pixels; other images decode once."""
+    if not want_entropy:
+        return load(crop.draft if jpeg_draft else None), None
+    header: dict = {}
+
+    def canonical(w: int, h: int) -> tuple[int, int]:
+        header["wh"] = (w, h)  # only JPEGs ask
+        return entropy_draft(w, h)
+
+    img = load(canonical)
+    entropy = histogram_entropy(img)
+    if jpeg_draft and "wh" in header:
+        need = crop.draft(*header["wh"])  # draws the crop from the original size
+        if need is None or need[0] > img.shape[1] or need[1] > img.shape[0]:
+            img = load(lambda w, h: need)
+    elif "wh" in header and img.shape[:2] != header["wh"][::-1]:  # no reduced decodes: the full image
+        img = load(None)
+    return img, entropy
 
 
 def mix_quotas(weights: list[float], chunk: int) -> np.ndarray:
@@ -200,16 +227,18 @@ class PretrainStream(IterableDataset):
                 else:
                     pass_, sid, raw = next(streams[s])
                     counts[s] += 1
-                img = None
+                img = entropy = None
                 crop = RandomResizedCrop(np.random.default_rng([self.seed, 13, g]), self.img_size, self.scale,
                                          self.ratio)
-                draft = crop.draft if self.data.jpeg_draft else None
                 if curator.keep_by_loss(sid, pass_):
+                    load = (lambda d, i=idx, sc=src: sc.load(i, d)) if idx >= 0 else \
+                        (lambda d, r=raw: decode_image(r, d))
                     try:
-                        img = src.load(idx, draft) if idx >= 0 else decode_image(raw, draft)
+                        img, entropy = decode_for_crop(load, crop, self.data.jpeg_draft,
+                                                       bool(self.curation.entropy_threshold))
                     except CorruptSample:
                         curator.stats["corrupt"] += 1
-                if img is None or not curator.keep_image(img, crop.orig_hw):
+                if img is None or not curator.keep_image(img, crop.orig_hw, entropy):
                     drops[s] += 1
                     if drops[s] >= self.curation.max_consecutive_drops:
                         c, hints = self.curation, []

@@ -52,6 +52,35 @@ def _plan_kwargs(cfg: PretrainConfig, device: torch.device, world: int) -> dict:
             "ac": cfg.activation_checkpointing, "offload": cfg.fsdp_cpu_offload}
 
 
+def build_model(cfg: PretrainConfig, teacher=None) -> torch.nn.Module:
+    """The module a run trains: the configured MAE, or with `distill.teacher` a `PixioDistill`
+    (the student encoder named by `model` + a projector; the teacher loaded frozen)."""
+    if not cfg.distill.teacher:
+        return create_model(cfg.model.name, **cfg.model.create_kwargs())
+    from pixio_robot.models import load_encoder
+    from pixio_robot.models.distill import PixioDistill
+
+    if teacher is None:
+        try:
+            teacher = load_encoder(cfg.distill.teacher)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"distill.teacher: {e}; give a pretraining run, an encoder directory "
+                                    "(save_encoder) or an official .pth file") from None
+    return PixioDistill(create_model(**_student_kwargs(cfg, teacher.num_cls_tokens)), teacher,
+                        mask_ratio=cfg.distill.mask_ratio, mask_block=cfg.distill.mask_block,
+                        cls_weight=cfg.distill.cls_weight, projector_hidden=cfg.distill.projector_hidden)
+
+
+def _student_kwargs(cfg: PretrainConfig, num_cls_tokens: int) -> dict:
+    """`create_model` arguments of a distillation student (its class tokens follow the teacher's
+    unless `model.num_cls_tokens` says otherwise)."""
+    from pixio_robot.models.distill import student_name
+
+    m = cfg.model
+    return {"name": student_name(m.name), "img_size": m.img_size, "drop_path_rate": m.drop_path_rate,
+            "num_cls_tokens": m.num_cls_tokens if m.num_cls_tokens is not None else num_cls_tokens}
+
+
 def _model_config(cfg: PretrainConfig):
     with torch.device("meta"):
         return create_model(cfg.model.name, **cfg.model.create_kwargs()).config
@@ -125,9 +154,13 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     ckpt_root = run_dir / "checkpoints"
     _check_run_dir(cfg, run_dir, ckpt_root)
     micro, accum = _batch_math(cfg, world, device)
-    _log_memory_plan(cfg, device, micro, world)
+    distill = bool(cfg.distill.teacher)
+    if not distill:  # the memory model covers MAE pretraining
+        _log_memory_plan(cfg, device, micro, world)
     seed_everything(cfg.seed)  # the same initial weights on every rank (FSDP2 does not broadcast them)
-    raw = create_model(cfg.model.name, **cfg.model.create_kwargs()).to(device)
+    raw = build_model(cfg).to(device)
+    if distill and cfg.amp != "none" and device.type == "cuda":  # inference only: bf16 weights, half the memory
+        raw.teacher.to(torch.bfloat16)
     seed_everything(cfg.seed + rank)  # then per-rank randomness (drop path)
     if main:  # render / index the sources once before the other ranks open them
         sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=cfg.logger.progress)
@@ -140,6 +173,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         checkpoint_blocks(raw)
     if cfg.compile:
         compile_blocks(raw, cfg.compile_mode)
+        if distill:  # the teacher's forward is most of a distillation step's FLOPs
+            for blk in raw.teacher.blocks:
+                blk.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
     if cfg.parallel != "ddp" and not udist.is_dist():  # FSDP2 on one device: a one-rank group
         udist.init_single_process_group(device)
     model = wrap_model(raw, device, cfg.parallel, cfg.amp, cpu_offload=cfg.fsdp_cpu_offload,
@@ -181,10 +217,17 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
                         prefetch_factor=cfg.data.prefetch_factor if num_workers else None)
     logger = ScalarLogger(run_dir, cfg.logger.tensorboard, cfg.logger.wandb, cfg.logger.wandb_project,
                           to_plain(cfg), enabled=main)
-    n_params = sum(p.numel() for p in raw.parameters())
-    log.info("model %s (%.2fM params) | %d rank(s) x micro-batch %d x %d accumulation = batch %d | peak lr %.3g "
-             "| steps %d | device %s", cfg.model.name, n_params / 1e6, world, micro, accum, cfg.batch_size,
-             peak_lr, cfg.steps, device)
+    n_params = sum(p.numel() for p in raw.parameters())  # trained ones (a distillation teacher is not among them)
+    if distill:
+        log.info("distilling %s (%.2fM params) into %s (%.2fM params + %.2fM projector), student mask ratio %.2f",
+                 cfg.distill.teacher, sum(p.numel() for p in raw.teacher.parameters()) / 1e6,
+                 _student_kwargs(cfg, raw.num_cls_tokens)["name"],
+                 sum(p.numel() for p in raw.student.parameters()) / 1e6,
+                 sum(p.numel() for p in raw.projector.parameters()) / 1e6, cfg.distill.mask_ratio)
+    log.info("%s %s (%.2fM params) | %d rank(s) x micro-batch %d x %d accumulation = batch %d | peak lr %.3g "
+             "| steps %d | device %s", "distilling into" if distill else "model",
+             _student_kwargs(cfg, raw.num_cls_tokens)["name"] if distill else cfg.model.name, n_params / 1e6,
+             world, micro, accum, cfg.batch_size, peak_lr, cfg.steps, device)
 
     from tqdm import tqdm
 
@@ -228,7 +271,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
                 loss_sum.zero_(), n_finite.zero_(), max_consec.zero_(), skipped.zero_()
                 t_log, img_log = time.time(), 0
                 reports.drain(wait=reports.loss_start is None or step + 1 == cfg.steps)
-            if cfg.logger.recon_every and (step + 1) % cfg.logger.recon_every == 0:
+            if cfg.logger.recon_every and (step + 1) % cfg.logger.recon_every == 0 and not distill:
                 _recon(raw, engine, last_batch, cfg, run_dir, logger, step + 1)
             if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
                 reports.drain(wait=True)  # the checkpoint syncs anyway
@@ -246,7 +289,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
 
     totals = _reduce_stats(tracker.totals, device, prior["curation"])
     encoder_dir = _export(raw, model, cfg, run_dir) if cfg.export_encoder else None
-    if last_batch is not None:
+    if last_batch is not None and not distill:
         _recon(raw, engine, last_batch, cfg, run_dir, logger, cfg.steps)
     summary = {"loss_start": loss_start, "loss_end": loss_end, "steps": cfg.steps, "resumed_from": start,
                "images_per_s": imgs_train / max(train_seconds, 1e-9) if imgs_train else None,
@@ -395,6 +438,8 @@ def _checkpoint(ckpt_root: Path, step: int, model, raw, optimizer, tracker: Lane
     target = raw if udist.world_size() == 1 else model
     save_checkpoint(ckpt_root, step, target, optimizer, rngs,
                     {"data": data, "loss_start": reports.loss_start, "model_name": cfg.model.name,
+                     "objective": "distill" if cfg.distill.teacher else "mae",
+                     **({"distill_dims": raw.dims} if cfg.distill.teacher else {}),
                      "model_config": dataclasses.asdict(raw.config), "run_config": to_plain(cfg),
                      "loss_history": reports.history,
                      "curation_totals": _reduce_stats(tracker.totals, device, prior_totals)}, cfg.keep_last,
@@ -413,7 +458,7 @@ def _reduce_stats(totals: dict, device: torch.device, prior: dict | None = None)
 
 # what makes a run this run: resuming checkpoints written with other values would mix two runs
 _IDENTITY = ("model", "seed", "batch_size", "data.sources", "data.crop_scale", "data.crop_ratio", "data.mix_chunk",
-             "curation.entropy_threshold", "curation.min_resolution", "curation.scores", "curation.tau")
+             "curation.entropy_threshold", "curation.min_resolution", "curation.scores", "curation.tau", "distill")
 
 
 def _flat(tree, prefix: str = "") -> dict:
@@ -428,6 +473,8 @@ def _identity(plain: dict) -> dict:
         node = plain
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
+        if key == "distill" and not (node or {}).get("teacher"):
+            continue  # MAE runs (also those saved before distillation existed) have no distill identity
         out.update(_flat(node, key + "."))
     return out
 
@@ -471,6 +518,10 @@ def _export(raw, model, cfg: PretrainConfig, run_dir: Path) -> Path | None:
     sd = get_model_state_dict(target, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if not udist.is_main():
         return None
+    if cfg.distill.teacher:  # the student alone
+        student = create_model(**_student_kwargs(cfg, raw.num_cls_tokens))
+        student.load_state_dict({k[len("student."):]: v for k, v in sd.items() if k.startswith("student.")})
+        return save_encoder(student, run_dir / "encoder")
     fresh = create_model(cfg.model.name, **cfg.model.create_kwargs())
     fresh.load_state_dict(sd)
     return save_encoder(fresh.encoder, run_dir / "encoder")
