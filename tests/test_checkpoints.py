@@ -62,7 +62,9 @@ def _official_state_dict(d=32, depth=2, k=8, grid=16):
 def test_official_pth_loads_and_matches_reference(tmp_path):
     sd = _official_state_dict()
     torch.save(sd, tmp_path / "pixio_test.pth")
-    enc = load_encoder(tmp_path / "pixio_test.pth").eval()
+    with pytest.raises(ValueError, match=r"width 32 is not an official Pixio size .* num_heads=\.\.\."):
+        load_encoder(tmp_path / "pixio_test.pth")  # a guessed head count would be silently wrong
+    enc = load_encoder(tmp_path / "pixio_test.pth", num_heads=1).eval()
     assert enc.num_cls_tokens == 8 and enc.img_size == (256, 256) and enc.embed_dim == 32
     # Reference architecture: timm's VisionTransformer with 1 class + 7 register tokens,
     # positions over all 264 tokens, pre-norm blocks, final norm.
@@ -83,7 +85,7 @@ def test_official_pth_loads_and_matches_reference(tmp_path):
 def test_official_with_prefix_and_wrapper(tmp_path):
     sd = {"model": {f"module.{k}": v for k, v in _official_state_dict().items()}}
     torch.save(sd, tmp_path / "wrapped.pth")
-    assert load_encoder(tmp_path / "wrapped.pth").embed_dim == 32
+    assert load_encoder(tmp_path / "wrapped.pth", num_heads=1).embed_dim == 32
 
 
 def test_mismatched_checkpoint_lists_keys_and_shapes(tmp_path):
@@ -155,7 +157,7 @@ def test_hf_transformers_layout_loads_identically(tmp_path):
 
     sd = _official_state_dict()
     torch.save(sd, tmp_path / "official.pth")
-    ref = load_encoder(tmp_path / "official.pth").eval()
+    ref = load_encoder(tmp_path / "official.pth", num_heads=1).eval()
     hf_dir = tmp_path / "hf"
     hf_dir.mkdir()
     save_file({k: v.contiguous() for k, v in _to_hf_layout(sd).items()}, hf_dir / "model.safetensors")
@@ -165,4 +167,27 @@ def test_hf_transformers_layout_loads_identically(tmp_path):
         assert torch.equal(v, enc.state_dict()[k]), k
     torch.save({f"pixio.{k}": v for k, v in _to_hf_layout(sd).items()}, tmp_path / "hf.pth")
     x = torch.randn(1, 3, 256, 256)
-    assert torch.equal(load_encoder(tmp_path / "hf.pth").eval().embed(x), ref.embed(x))
+    assert torch.equal(load_encoder(tmp_path / "hf.pth", num_heads=1).eval().embed(x), ref.embed(x))
+    # what transformers 5's save_pretrained writes (MLP as intermediate / output.dense), and its
+    # in-memory names (layers.i, q/k/v/o_proj, layernorm_before / after) saved with torch.save
+    import re
+
+    v5_file = {re.sub(r"mlp\.fc1\.", "intermediate.dense.", re.sub(r"mlp\.fc2\.", "output.dense.", k)): v
+               for k, v in _to_hf_layout(sd).items()}
+    assert any(".intermediate.dense." in k for k in v5_file)
+    v5_dir = tmp_path / "v5"
+    v5_dir.mkdir()
+    save_file({k: v.contiguous() for k, v in v5_file.items()}, v5_dir / "model.safetensors")
+    (v5_dir / "config.json").write_text(json.dumps({"model_type": "pixio", "num_attention_heads": 1}))
+    assert torch.equal(load_encoder(v5_dir).eval().embed(x), ref.embed(x))
+    names = [("encoder.layer.", "layers."), ("attention.attention.query", "attention.q_proj"),
+             ("attention.attention.key", "attention.k_proj"), ("attention.attention.value", "attention.v_proj"),
+             ("attention.output.dense", "attention.o_proj"), ("norm1", "layernorm_before"),
+             ("norm2", "layernorm_after")]
+    memory = {}
+    for k, v in _to_hf_layout(sd).items():
+        for a, b in names:
+            k = k.replace(a, b)
+        memory[k] = v
+    torch.save(memory, tmp_path / "v5_memory.pth")
+    assert torch.equal(load_encoder(tmp_path / "v5_memory.pth", num_heads=1).eval().embed(x), ref.embed(x))

@@ -65,11 +65,13 @@ def test_forward_intermediates():
 
 
 @pytest.mark.parametrize("grid,block,ratio", [((16, 16), 4, 0.75), ((16, 16), 2, 0.75), ((16, 16), 1, 0.75),
-                                              ((14, 14), 2, 0.5), ((8, 12), 4, 0.75), ((16, 16), 8, 0.75)])
+                                              ((14, 14), 2, 0.5), ((8, 12), 4, 0.75), ((16, 16), 8, 0.75),
+                                              ((16, 16), 4, 0.9)])
 def test_masking_visible_counts_and_whole_blocks(grid, block, ratio):
     masking = BlockMasking(grid, block, ratio)
     nb = (grid[0] // block) * (grid[1] // block)
-    keep_blocks = max(1, round(nb * (1 - ratio)))
+    keep_blocks = max(1, int(nb * (1 - ratio) + 1e-9))  # rounded down, as the official code
+    assert keep_blocks == {(16, 16, 4, 0.9): 1, (8, 12, 4, 0.75): 1}.get((*grid, block, ratio), keep_blocks)
     ids_keep, mask = masking(5)
     assert ids_keep.shape == (5, keep_blocks * block * block)
     assert (mask.sum(1) == grid[0] * grid[1] - keep_blocks * block * block).all()

@@ -2,8 +2,11 @@
 
 - official release: `cls_token`, `pos_embed`, `patch_embed.proj.*`, `blocks.{i}.*`, `norm.*`
   (possibly under `model` / `state_dict` and with `module.` / `encoder.` prefixes);
-- Hugging Face transformers `PixioModel`: `embeddings.*`, `encoder.layer.{i}.*` with split
-  query / key / value projections, `layernorm.*` (optionally under a `pixio.` prefix).
+- Hugging Face transformers `PixioModel`: `embeddings.*`, `layernorm.*` (optionally under a `pixio.`
+  prefix) and the blocks in any of the names it has used: the hub files' `encoder.layer.{i}.*`
+  (`attention.attention.{query,key,value}`, `attention.output.dense`, `norm1/2`, `mlp.fc1/2`),
+  what `save_pretrained` of transformers 5 writes (`intermediate.dense` / `output.dense` for the
+  MLP) and its in-memory `layers.{i}.*` (`attention.{q,k,v,o}_proj`, `layernorm_before/after`).
 """
 
 from __future__ import annotations
@@ -18,9 +21,17 @@ _HF_RENAMES = [
     (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
     (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
     (r"^encoder\.layer\.(\d+)\.(norm1|norm2|mlp\.fc1|mlp\.fc2)\.", r"blocks.\1.\2."),
+    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc1."),
+    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc2."),
+    (r"^layers\.(\d+)\.attention\.o_proj\.", r"blocks.\1.attn.proj."),
+    (r"^layers\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
+    (r"^layers\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
+    (r"^layers\.(\d+)\.mlp\.(fc1|fc2)\.", r"blocks.\1.mlp.\2."),
     (r"^layernorm\.", "norm."),
 ]
-_HF_QKV = re.compile(r"^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$")
+_HF_QKV = re.compile(r"^(?:encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)"
+                     r"|layers\.(\d+)\.attention\.(q|k|v)_proj)\.(weight|bias)$")
+_QKV_NAMES = {"q": "query", "k": "key", "v": "value"}
 
 
 def is_hf_layout(sd: dict[str, torch.Tensor]) -> bool:
@@ -35,7 +46,8 @@ def hf_to_official(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for k, v in sd.items():
         m = _HF_QKV.match(k)
         if m:
-            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = v
+            layer, part = m.group(1) or m.group(3), m.group(2) or _QKV_NAMES[m.group(4) or ""]
+            qkv.setdefault((layer, m.group(5)), {})[part] = v
             continue
         for pattern, repl in _HF_RENAMES:
             if re.match(pattern, k):

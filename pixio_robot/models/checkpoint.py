@@ -109,13 +109,19 @@ def encoder_config_from_official(sd: dict[str, torch.Tensor], num_heads: int | N
         raise ValueError(f"pos_embed holds {n} patch positions, not a square grid")
     depth = 1 + max(int(key.split(".")[1]) for key in sd if key.startswith("blocks."))
     mlp_ratio = sd["blocks.0.mlp.fc1.weight"].shape[0] / d
+    if num_heads is None and d not in OFFICIAL_HEADS:  # the weights do not say; a wrong guess is silently wrong
+        raise ValueError(f"width {d} is not an official Pixio size ({sorted(OFFICIAL_HEADS)}), so the number of "
+                         "attention heads cannot be read from the weights: pass it, "
+                         f"load_encoder(path, num_heads=...) (e.g. {max(1, d // 64)} for 64-wide heads)")
     return EncoderConfig(img_size=side * patch_size, patch_size=patch_size, embed_dim=d, depth=depth,
-                         num_heads=num_heads or OFFICIAL_HEADS.get(d, max(1, d // 64)), mlp_ratio=mlp_ratio,
+                         num_heads=num_heads or OFFICIAL_HEADS[d], mlp_ratio=mlp_ratio,
                          num_cls_tokens=k, qkv_bias="blocks.0.attn.qkv.bias" in sd)
 
 
-def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> PixioEncoder:
-    """Load an encoder from any supported layout (see module docstring)."""
+def load_encoder(path: str | Path, map_location: str | torch.device = "cpu",
+                 num_heads: int | None = None) -> PixioEncoder:
+    """Load an encoder from any supported layout (see module docstring). `num_heads` is needed only
+    for a bare state dict (.pth) of a non-official width, whose head count the weights do not say."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"encoder checkpoint {path} does not exist")
@@ -134,7 +140,7 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
         arch = meta.get("arch")
         if arch is None and meta.get("model_type") == "pixio":  # a transformers PixioModel export
             sd = to_official(sd)
-            cfg = encoder_config_from_official(sd, num_heads=meta.get("num_attention_heads"))
+            cfg = encoder_config_from_official(sd, num_heads=num_heads or meta.get("num_attention_heads"))
             encoder = PixioEncoder(cfg)
             load_state_dict_strict(encoder, sd, str(path))
             return encoder.to(map_location)
@@ -159,7 +165,7 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
         if not isinstance(raw, dict):
             raise ValueError(f"{path} holds a {type(raw).__name__}, not a state dict")
         sd = to_official(raw)
-        encoder = PixioEncoder(encoder_config_from_official(sd))
+        encoder = PixioEncoder(encoder_config_from_official(sd, num_heads))
         load_state_dict_strict(encoder, sd, str(path))
         return encoder.to(map_location)
     raise ValueError(f"unsupported checkpoint {path}: expected a directory, .safetensors or .pth")

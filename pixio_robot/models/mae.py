@@ -96,7 +96,8 @@ class PixioMAE(nn.Module):
         return x[:, k:]
 
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """MSE over masked patches only; targets normalised per patch (mean 0, var 1)."""
+        """MSE over masked patches only; targets normalised per patch: (x - mean) / sqrt(var + 1e-6)
+        with torch's default *unbiased* variance (n - 1), as the official Pixio and MAE code."""
         target = self.patchify(imgs)
         if self.config.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)

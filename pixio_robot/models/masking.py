@@ -24,7 +24,8 @@ class BlockMasking(nn.Module):
         self.ratio = ratio
         self.blocks_hw = (gh // block, gw // block)
         self.num_blocks = self.blocks_hw[0] * self.blocks_hw[1]
-        self.num_keep_blocks = min(self.num_blocks, max(1, round(self.num_blocks * (1.0 - ratio))))
+        # rounded down, as the official code (int(L * (1 - ratio))): at least `ratio` is hidden
+        self.num_keep_blocks = min(self.num_blocks, max(1, int(self.num_blocks * (1.0 - ratio) + 1e-9)))
         if not 0.0 <= ratio < 1.0:
             raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
         if self.num_keep_blocks >= self.num_blocks and not allow_none:

@@ -21,7 +21,10 @@ from pixio_robot.pretrain.config import OptimConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: decay for >= 2-D weights; no decay for biases, norms and other 1-D params."""
+    """Two groups: decay for >= 2-D weights; no decay for biases, norms and other 1-D params.
+    As the official Pixio / MAE pretraining, the class tokens, position embeddings and mask token
+    (3-D) *are* decayed; the models' `no_weight_decay()` (timm's fine-tuning convention, which
+    skips them) is deliberately not read here."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -37,7 +40,9 @@ def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int, min_lr: float) -> float:
-    """Per-iteration schedule: linear warmup to `peak`, then half-cycle cosine to `min_lr`."""
+    """Per-iteration schedule: linear warmup to `peak`, then half-cycle cosine to `min_lr`. Warmup
+    step i uses peak * (i + 1) / warmup (the official code: peak * i / warmup, so its first step
+    does nothing); from step `warmup` on the two agree."""
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
