@@ -330,3 +330,60 @@ def test_entropy_filter_reads_one_scale_per_image_whatever_the_crop(tmp_path):
     crop = RandomResizedCrop(np.random.default_rng(1), 64, (0.08, 1.0), (0.75, 4 / 3))
     img, ent = decode_for_crop(lambda d, f=f: decode_image(f, d), crop, False, True)
     assert img.shape[:2] == (480, 640) and ent in entropies
+
+
+def test_lerobot_video_source_decodes_one_camera_and_says_why_frames_fail(tmp_path, monkeypatch):
+    """Each sample decodes only its own camera (LeRobotDataset[i] decodes every camera) and gives
+    lerobot's own values; a frame that fails to load is reported with its reason."""
+    from lerobot.datasets import video_utils
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    shape = (32, 48, 3)
+    feat = {"dtype": "video", "shape": shape, "names": ["height", "width", "channels"]}
+    features = {"observation.images.top": feat, "observation.images.wrist": dict(feat),
+                "action": {"dtype": "float32", "shape": (2,), "names": None}}
+    root = tmp_path / "vid"
+    ds = LeRobotDataset.create("local/pretrain_video", fps=10, features=features, root=root, use_videos=True)
+    for ep in range(2):
+        for t in range(4):
+            ds.add_frame({"observation.images.top": np.full(shape, 40 * t + 10, np.uint8),
+                          "observation.images.wrist": np.full(shape, 200 - 30 * ep, np.uint8),
+                          "action": np.zeros(2, np.float32), "task": "test"})
+        ds.save_episode()
+    ds.finalize()
+    src = build_sources({"lr": SourceConfig(type="lerobot", path=str(root))})[0]
+    ref = LeRobotDataset("local/pretrain_video", root=root, video_backend="pyav")
+    calls = []
+    real = video_utils.decode_video_frames
+    monkeypatch.setattr(video_utils, "decode_video_frames", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))
+    for i in range(len(src)):
+        frame, cam = divmod(i, 2)
+        want = (ref[frame][src.cameras[cam]].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        calls.clear()
+        got = src.load(i)
+        assert np.array_equal(got, want), i
+        assert len(calls) == 1 and src.cameras[cam] in str(calls[0])  # this camera's video only
+    assert abs(int(src.load(2 * 4 + 1).mean()) - 170) <= 3  # episode 1's wrist frame (codec error)
+
+    def broken(*a, **k):
+        raise RuntimeError("no decoder for codec xyz")
+
+    monkeypatch.setattr(video_utils, "decode_video_frames", broken)
+    cfg = {"lr": SourceConfig(type="lerobot", path=str(root))}
+    with pytest.raises(SourceError, match="first error: .*RuntimeError: no decoder for codec xyz"):
+        take(stream_of(cfg, batch=2, curation=CurationConfig(max_consecutive_drops=5)), 1)
+
+
+def test_test_preset_does_not_mix_its_sim_frames_into_the_chosen_data(tmp_path):
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from pixio_robot.pretrain.config import register_configs
+
+    register_configs()
+    with initialize_config_module("pixio_robot.configs.pretrain", version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("config", overrides=["experiment=test", "data=lerobot",
+                                                               "data.sources.lerobot.path=/x"]))
+        default = OmegaConf.to_object(compose("config", overrides=["experiment=test"]))
+    assert list(cfg.data.sources) == ["lerobot"]
+    assert list(default.data.sources) == ["sim"] and default.data.sources["sim"].frames == 32

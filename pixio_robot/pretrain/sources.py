@@ -146,6 +146,8 @@ class LeRobotSource(Source):
                               "point data.sources.<name>.path at one or give repo_id=<hub id>")
         self.repo_id = cfg.repo_id or (root.name if root else "dataset")
         self._dataset = None
+        self._columns: dict = {}  # camera key -> the hf dataset's column (image features)
+        self._index = None  # (episode_index, timestamp) of every frame (video features)
         meta = self._open().meta
         cams = list(meta.camera_keys)
         if not cams:
@@ -177,15 +179,34 @@ class LeRobotSource(Source):
 
     def load(self, index: int, draft=None) -> np.ndarray:
         frame, cam = divmod(index, len(self.cameras))
+        key = self.cameras[cam]
         try:
-            item = self._open()[frame]
+            img = self._frame(frame, key)  # float [C, H, W] in [0, 1]
         except Exception as e:  # a broken video or parquet row: skip it like a corrupt image
-            raise CorruptSample(f"frame {frame}: {e}") from e
-        img = item[self.cameras[cam]]  # float [C, H, W] in [0, 1]
+            raise CorruptSample(f"frame {frame} {key}: {type(e).__name__}: {e}") from e
         return (img.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # (H, W, 3)
 
+    def _frame(self, frame: int, key: str) -> torch.Tensor:
+        """One camera of one frame, decoding only that camera (`LeRobotDataset[i]` decodes all of
+        them: N cameras cost N decodes); the same values as `LeRobotDataset[i][key]`."""
+        ds = self._open()
+        if key not in ds.meta.video_keys:
+            if key not in self._columns:
+                self._columns[key] = ds.hf_dataset.select_columns([key])
+            return self._columns[key][frame][key]
+        from lerobot.datasets.video_utils import decode_video_frames
+
+        if self._index is None:
+            cols = ds.hf_dataset.with_format("numpy", columns=["episode_index", "timestamp"])[:]
+            self._index = (cols["episode_index"], cols["timestamp"])
+        ep, ts = int(self._index[0][frame]), float(self._index[1][frame])
+        shift = float(ds.meta.episodes[ep][f"videos/{key}/from_timestamp"])
+        path = ds.root / ds.meta.get_video_file_path(ep, key)
+        frames = decode_video_frames(path, [shift + ts], ds.tolerance_s, ds.video_backend)
+        return frames.reshape(-1, *frames.shape[-3:])[0]
+
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_dataset": None}
+        return {**self.__dict__, "_dataset": None, "_columns": {}, "_index": None}
 
 
 def expand_shards(pattern: str) -> list[str]:

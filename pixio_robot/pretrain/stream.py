@@ -29,6 +29,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 from pixio_robot.pretrain.config import CurationConfig, DataConfig
 from pixio_robot.pretrain.curation import STAT_KEYS, Curator, entropy_draft, histogram_entropy
 from pixio_robot.pretrain.sources import CorruptSample, Source, SourceError, decode_image
+from pixio_robot.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def crop_params(rng: np.random.Generator, h: int, w: int, scale: tuple[float, float],
@@ -212,6 +215,7 @@ class PretrainStream(IterableDataset):
         shard_stats: dict = {}
         streams = {s: self._stream_iter(s, lane, num_lanes, counts[s], shard_stats) for s in self.streaming}
         drops = [0] * len(self.sources)
+        first_error = None
         last = dict.fromkeys(STAT_KEYS, 0)
         while True:
             imgs = np.empty((self.batch_size, 3, self.img_size, self.img_size), dtype=np.uint8)
@@ -236,14 +240,18 @@ class PretrainStream(IterableDataset):
                     try:
                         img, entropy = decode_for_crop(load, crop, self.data.jpeg_draft,
                                                        bool(self.curation.entropy_threshold))
-                    except CorruptSample:
+                    except CorruptSample as e:
                         curator.stats["corrupt"] += 1
+                        if first_error is None:  # say why once per worker; later ones are counted
+                            first_error = f"{src.describe()}: sample {sid}: {e}"
+                            log.warning("skipping a sample that does not load (%s); further ones are counted as "
+                                        "'corrupt' in the curation totals", first_error)
                 if img is None or not curator.keep_image(img, crop.orig_hw, entropy):
                     drops[s] += 1
                     if drops[s] >= self.curation.max_consecutive_drops:
                         c, hints = self.curation, []
                         if curator.stats["corrupt"]:
-                            hints.append("check the files: they do not decode as images")
+                            hints.append(f"check the files: they do not decode as images (first error: {first_error})")
                         if c.entropy_threshold or c.min_resolution or c.scores:
                             hints.append("relax curation.entropy_threshold / min_resolution / tau (or curation=none)")
                         raise SourceError(f"{src.describe()}: {drops[s]} draws in a row gave no usable image "

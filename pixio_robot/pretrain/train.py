@@ -169,6 +169,10 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=False)
     if main:  # only now: a launch that fails on its inputs leaves the run's records as they were
         prepare_run_dir(run_dir, cfg)
+        total = sum(src.weight for src in sources)
+        log.info("data: %s", "; ".join(
+            f"{src.describe()}, {f'{len(src):,} samples' if src.indexed else 'streamed'}, {src.weight / total:.0%} of "
+            "the mix" for src in sources))
     if cfg.activation_checkpointing:
         checkpoint_blocks(raw)
     if cfg.compile:
