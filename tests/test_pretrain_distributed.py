@@ -192,3 +192,20 @@ def test_fsdp2_sharded_checkpoints_resume_and_load_anywhere(env, single, tmp_pat
     assert one["resumed_from"] == 3
     for (s1, x), (s2, y) in zip(res["loss_history"], one["loss_history"], strict=True):
         assert s1 == s2 and abs(x - y) / x < 2e-2
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_distillation_two_fsdp2_processes_match_one(env, tmp_path):
+    """Distillation under FSDP2 on 2 ranks: the student is sharded, the frozen teacher is not (each
+    rank holds it whole, outside the module); the losses are the single process's."""
+    from pixio_robot.models import create_model, save_encoder
+
+    torch.manual_seed(3)
+    teacher = save_encoder(create_model("pixio_vittest", img_size=64, embed_dim=48, num_heads=2), tmp_path / "t")
+    extra = [f"distill.teacher={teacher}", "distill.mask_ratio=0.5", "distill.mask_block=2"]
+    ref = _in_process(tmp_path / "one", *extra)
+    res = torchrun(env, tmp_path / "two", "parallel=fsdp", *extra)
+    _compare(ref, res)
+    a, b = load_encoder(tmp_path / "one").state_dict(), load_encoder(tmp_path / "two").state_dict()
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
