@@ -34,6 +34,9 @@ class DatasetConfig:
     root: str | None = None  # LeRobotDataset folder on disk
     repo_id: str | None = None  # hub id (downloads; only when named)
     image_key: str | None = None  # camera key (default: observation.image or the first camera)
+    state_key: str | None = None  # state feature (default: observation.state when present, else no state)
+    action_key: str = "action"  # action feature
+    video_backend: str = "pyav"  # lerobot video decoder (pyav | torchcodec), as pretraining
     val_fraction: float = 0.1  # share of episodes held out for the validation loss
 
 
@@ -167,16 +170,21 @@ def _check_eval_env(policy, cfg: TrainConfig, spec) -> None:
     if not e.env_name or e.n_episodes < 1:
         return
     from pixio_robot.envs import make_env
-    from pixio_robot.evaluation.rollout import check_fits
+    from pixio_robot.evaluation.rollout import fit_problems
 
     options = {"image_size": e.image_size or spec.image_size or 128, "camera": e.camera, **dict(e.env_options)}
     if e.max_episode_steps is not None:
         options["max_episode_steps"] = e.max_episode_steps
     env = make_env(e.env_name, **options)
     try:
-        check_fits(policy, e.env_name, env.observation_space, env.action_space)
+        problems = fit_problems(policy, e.env_name, env.observation_space, env.action_space)
     finally:
         env.close()
+    if problems:
+        raise ValueError(f"policy and env do not fit: {'; '.join(problems)}. The policy is trained on the demos of "
+                         f"dataset {spec.dataset}, and the rollout env eval.env_name={e.env_name} does not fit them: "
+                         "set eval.env_name to the env the demos were recorded in, or eval.n_episodes=0 to train "
+                         "without rollouts")
 
 
 def _defaults_from_collection(cfg: TrainConfig, root) -> None:
@@ -193,6 +201,15 @@ def _defaults_from_collection(cfg: TrainConfig, root) -> None:
         log.info("train: rollouts in %s (the env the demos were collected in)", cfg.eval.env_name)
     if cfg.eval.camera is None and info.get("camera"):
         cfg.eval.camera = info["camera"]
+
+
+def _log_dataset(demo) -> None:
+    """One line saying which camera / state / action features training reads."""
+    cams = list(demo.dataset.meta.camera_keys)
+    state = f"{demo.state_key} ({demo.states.shape[1]}-d)" if demo.state_key else "none"
+    log.info("dataset %s: camera %s (of %s), state %s, action %s (%d-d), %d episodes, %d frames, fps %s",
+             demo.dataset.root, demo.image_key, cams, state, demo.action_key, demo.actions.shape[1],
+             len(demo.episodes), len(demo), demo.fps)
 
 
 def run_train(cfg: TrainConfig) -> dict:
@@ -219,11 +236,15 @@ def run_train(cfg: TrainConfig) -> dict:
     prepare_run_dir(run_dir, cfg)
     device = resolve_device(cfg.device)
 
-    demo = load_demos(cfg.dataset.root, cfg.dataset.repo_id, cfg.dataset.image_key)
+    d = cfg.dataset
+    demo = load_demos(d.root, d.repo_id, d.image_key, state_key=d.state_key, action_key=d.action_key,
+                      video_backend=d.video_backend)
+    _log_dataset(demo)
     _defaults_from_collection(cfg, demo.dataset.root)
     spec = PolicySpec(state_dim=demo.states.shape[1], action_dim=demo.actions.shape[1], stats=demo.stats(),
                       env_name=cfg.eval.env_name, image_size=int(demo.image_shape[0]), camera=cfg.eval.camera,
-                      image_key=demo.image_key, fps=demo.fps)
+                      image_key=demo.image_key, fps=demo.fps, state_key=demo.state_key,
+                      action_key=demo.action_key, dataset=str(d.root if d.root is not None else d.repo_id))
     policy = make_policy(cfg.policy.type, cfg.policy, cfg.encoder, spec).to(device)
     _check_eval_env(policy, cfg, spec)
     source = LeRobotFrames(demo.dataset, demo.image_key)

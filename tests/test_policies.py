@@ -241,3 +241,40 @@ def test_diffusion_policy_trains_saves_and_samples_reproducibly(tmp_path):
     a = torch.stack([x for x, _ in acts])
     assert (a[..., 0] >= -1 - 1e-5).all() and (a[..., 0] <= 1 + 1e-5).all()  # clipped to the data range
     assert (a[..., 1] >= -1e-5).all() and (a[..., 1] <= 4 + 1e-5).all()
+
+
+@pytest.mark.parametrize("ptype, cfg", [
+    ("mlp", MLPConfig(history=2)),
+    ("act", ACTConfig(chunk_size=2, n_action_steps=1, d_model=32, dim_feedforward=64)),
+    ("diffusion", None),
+])
+def test_select_action_reads_the_trained_camera_and_state_keys(tmp_path, ptype, cfg):
+    from pixio_robot.policies import DiffusionConfig
+
+    if cfg is None:
+        cfg = DiffusionConfig(history=2, chunk_size=2, n_action_steps=1, hidden_sizes=[32],
+                              num_train_timesteps=10, num_inference_steps=2)
+    spec = PolicySpec(state_dim=4, action_dim=2, image_key="observation.images.top",
+                      state_key="observation.joint_pos", dataset="somewhere")
+    save_policy(make_policy(ptype, cfg, AdapterConfig(), spec), tmp_path / "p")
+    policy = load_policy(tmp_path / "p")  # the keys are saved with the policy
+    assert (policy.spec.image_key, policy.spec.state_key, policy.spec.dataset) == \
+        ("observation.images.top", "observation.joint_pos", "somewhere")
+    img, other, state = _images(2, seed=0), _images(2, seed=1), torch.randn(2, 4)
+    policy.reset()
+    trained = policy.select_action({"observation.images.top": img, "observation.joint_pos": state})
+    policy.reset()
+    env_style = policy.select_action({"observation.image": img, "observation.state": state})  # the env's names
+    torch.testing.assert_close(trained, env_style)
+    for batch in ({"observation.images.wrist": other, "observation.state": state},  # another camera
+                  {"observation.image": img, "observation.images.wrist": other, "observation.state": state}):
+        policy.reset()
+        with pytest.raises(ValueError, match=r"trained on camera 'observation.images.top'.*observation.images.wrist"):
+            policy.select_action(batch)
+    policy.reset()
+    with pytest.raises(KeyError, match=r"'observation.images.top' or 'observation.image'.*\['observation.state', "
+                                       r"'pixels'\]"):
+        policy.select_action({"pixels": img, "observation.state": state})
+    policy.reset()
+    with pytest.raises(KeyError, match=r"needs 'observation.joint_pos' or 'observation.state'"):
+        policy.select_action({"observation.images.top": img, "observation.velocity": state})

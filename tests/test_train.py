@@ -183,3 +183,55 @@ def test_diffusion_head_trains_through_hydra(tmp_path):
     first, last = res["history"][0]["train_loss"], res["final_train_loss"]
     assert last < first / 2, (first, last)
     assert load_policy(res["policy_dir"]).policy_type == "diffusion"
+
+
+def test_train_records_and_logs_the_dataset_keys(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from pixio_robot.policies import load_policy
+    from pixio_robot.train import run_train
+
+    root = make_dataset(tmp_path / "alt", n_episodes=2, length=3, size=16, video=False, state_dim=3,
+                        cameras=("observation.images.top", "observation.images.wrist"),
+                        state_key="observation.joint_pos")
+    monkeypatch.setattr(logging.getLogger("pixio_robot"), "propagate", True)
+    caplog.set_level(logging.INFO)
+    res = run_train(compose(f"dataset.root={root}", "dataset.state_key=observation.joint_pos", "optim.epochs=1",
+                            "optim.batch_size=4", f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}",
+                            "progress=false", "tensorboard=false"))
+    line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dataset ")]
+    assert line and set(line) == {f"dataset {root}: camera observation.images.top (of ['observation.images.top', "
+                                  "'observation.images.wrist']), state observation.joint_pos (3-d), action action "
+                                  "(2-d), 2 episodes, 6 frames, fps 10"}  # (pytest may see a record twice)
+    spec = load_policy(res["policy_dir"]).spec
+    assert (spec.image_key, spec.state_key, spec.action_key, spec.state_dim) == \
+        ("observation.images.top", "observation.joint_pos", "action", 3)
+    assert spec.dataset == str(root)
+    with pytest.raises(ValueError, match=r"dataset.state_key='observation.state' is not a feature.*joint_pos"):
+        run_train(compose(f"dataset.root={root}", "dataset.state_key=observation.state", "progress=false",
+                          f"run_dir={tmp_path / 'bad'}", f"cache_dir={tmp_path / 'cache'}"))
+
+
+def test_eval_env_mismatch_names_the_training_dataset(dataset, tmp_path):
+    import traceback
+
+    from pixio_robot.train import run_train
+
+    with pytest.raises(ValueError) as info:
+        run_train(compose(f"dataset.root={dataset}", "eval.env_name=gym/Reacher-v5", f"run_dir={tmp_path / 'r'}",
+                          "progress=false", f"cache_dir={tmp_path / 'cache'}"))
+    msg = str(info.value)
+    assert "trained on gym/Reacher-v5" not in msg  # the eval env is not what it was trained on
+    assert f"trained on the demos of dataset {dataset}" in msg and "eval.env_name=gym/Reacher-v5 does not fit" in msg
+    where = traceback.extract_tb(info.value.__traceback__)[-1]  # what user_errors reports as the location
+    assert Path(where.filename).name == "train.py" and where.name == "_check_eval_env"
+    # evaluating a saved policy on an env that does not fit names its dataset, not the env it is checked against
+    from types import SimpleNamespace
+
+    from gymnasium import spaces
+
+    from pixio_robot.evaluation.rollout import check_fits
+
+    spec = SimpleNamespace(action_dim=7, state_dim=0, env_name="lerobot/pusht", dataset="/data/my_robot")
+    with pytest.raises(ValueError, match=r"takes 2-d \(it was trained on the demos of dataset /data/my_robot\)"):
+        check_fits(SimpleNamespace(spec=spec), "lerobot/pusht", spaces.Dict({}), spaces.Box(-1, 1, (2,)))

@@ -246,7 +246,8 @@ def load_frames(root: str | Path, *, image_key: str | None = None, episodes: lis
 
     Returns ``(images, states, actions, episode_index)``: images uint8 [N,H,W,3] (from
     `image_key`, default ``observation.image`` or the dataset's first camera), states float32
-    [N,S] (``observation.state``), actions float32 [N,A], episode_index int64 [N]. Videos are
+    [N,S] (``observation.state``; **None** when the dataset has no such feature), actions float32
+    [N,A] (``action``), episode_index int64 [N]. Videos are
     decoded once each, sequentially (far faster than per-frame random access).
     `episodes` keeps only those episode indices.
     """

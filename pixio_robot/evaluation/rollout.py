@@ -147,12 +147,12 @@ def evaluate_policy(policy: Any, env_name: str, *, n_episodes: int, n_envs: int 
                      startup_s=startup_s)
 
 
-def check_fits(policy: Any, env_name: str, obs_space: Any, act_space: Any) -> None:
-    """A policy with a `spec` (action / state sizes it was trained with) against an env's spaces:
-    a mismatch is an error naming both sides, before any episode runs."""
+def fit_problems(policy: Any, env_name: str, obs_space: Any, act_space: Any) -> list[str]:
+    """What does not fit between a policy with a `spec` (action / state sizes it was trained
+    with) and an env's spaces; empty when they fit (or the policy has no spec)."""
     spec = getattr(policy, "spec", None)
     if spec is None:
-        return
+        return []
     problems = []
     shape = getattr(act_space, "shape", None)
     if shape and shape[-1] != spec.action_dim:
@@ -162,8 +162,22 @@ def check_fits(policy: Any, env_name: str, obs_space: Any, act_space: Any) -> No
         problems.append(f"the policy reads a {spec.state_dim}-d state, {env_name} gives none")
     elif spec.state_dim and state is not None and state.shape[-1] != spec.state_dim:
         problems.append(f"the policy reads {spec.state_dim}-d states, {env_name} gives {state.shape[-1]}-d")
+    return problems
+
+
+def check_fits(policy: Any, env_name: str, obs_space: Any, act_space: Any) -> None:
+    """A policy with a `spec` against an env's spaces: a mismatch is an error naming both sides
+    and what the policy was trained on, before any episode runs."""
+    problems = fit_problems(policy, env_name, obs_space, act_space)
     if problems:
-        trained = f" (it was trained on {spec.env_name} demos)" if spec.env_name else ""
+        spec = policy.spec
+        dataset = getattr(spec, "dataset", None)
+        if dataset:
+            trained = f" (it was trained on the demos of dataset {dataset})"
+        elif spec.env_name and spec.env_name != env_name:
+            trained = f" (it was trained on {spec.env_name} demos)"  # a policy saved before `spec.dataset`
+        else:
+            trained = ""
         raise ValueError(f"policy and env do not fit: {'; '.join(problems)}{trained}. Evaluate it on the env it was "
                          f"trained for, or train a policy on demos of {env_name}")
 

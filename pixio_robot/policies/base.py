@@ -2,7 +2,9 @@
 
     reset()                 clear the frame history (and action queue) of every row
     select_action(batch)    batch[observation.image] uint8 [B,H,W,3] (or [B,T,H,W,3]),
-                            batch[observation.state] float [B,S] -> actions [B,A] (env units)
+                            batch[observation.state] float [B,S] -> actions [B,A] (env units);
+                            the camera / state keys the policy was trained on
+                            (spec.image_key / spec.state_key) are accepted as well
     forward(batch)          training: (loss, info); images [B,T,H,W,3] or cached frozen
                             features batch[observation.features] [B,T,*F]
 
@@ -43,14 +45,21 @@ class PolicySpec:
     env_name: str | None = None
     image_size: int | None = None  # env frame side the data was recorded at
     camera: str | None = None
-    image_key: str = OBS_IMAGE
+    image_key: str = OBS_IMAGE  # dataset camera the policy was trained on
     fps: int | None = None
+    state_key: str | None = OBS_STATE  # dataset feature of the state (None: trained without state)
+    action_key: str = ACTION  # dataset feature of the actions
+    dataset: str | None = None  # what it was trained on (dataset root or hub id)
 
     def __post_init__(self) -> None:
         if self.action_dim < 1:
             raise ValueError(f"action_dim must be >= 1, got {self.action_dim}")
         if self.state_dim < 0:
             raise ValueError(f"state_dim must be >= 0, got {self.state_dim}")
+
+
+def _image_keys(batch: dict) -> list[str]:
+    return [k for k in batch if k == OBS_IMAGE or str(k).startswith(OBS_IMAGE + "s.")]
 
 
 def _stat(spec: PolicySpec, key: str, name: str, dim: int, default: float) -> torch.Tensor:
@@ -123,8 +132,8 @@ class PixioPolicy(nn.Module):
             feats = batch[OBS_FEATURES].to(self.device).float()  # (B, T, *F)
             b, t = feats.shape[:2]
             rep = self.frame_repr(feats.flatten(0, 1))  # (B*T, *R)
-        elif OBS_IMAGE in batch:
-            img = batch[OBS_IMAGE]
+        elif _image_keys(batch) or self.spec.image_key in batch:
+            img = torch.as_tensor(batch[self.image_key_in(batch)])
             if img.ndim == 4 and img.dtype == torch.uint8:
                 img = img[:, None]  # (B, 1, H, W, 3)
             elif img.ndim == 4:
@@ -132,17 +141,48 @@ class PixioPolicy(nn.Module):
             b, t = img.shape[:2]
             rep = self.frame_repr(self.adapter.encode(img.flatten(0, 1)))  # (B*T, *R)
         else:
-            raise KeyError(f"batch needs {OBS_IMAGE!r} (images) or {OBS_FEATURES!r} (cached features); "
-                           f"got keys {sorted(batch)}")
+            raise KeyError(f"batch needs {' or '.join(map(repr, self.accepted_image_keys))} (images) or "
+                           f"{OBS_FEATURES!r} (cached features); got keys {sorted(batch)}")
         return rep.reshape(b, t, *rep.shape[1:])  # (B, T, *R)
+
+    # -- batch keys -----------------------------------------------------------------------------
+    @property
+    def accepted_image_keys(self) -> list[str]:
+        """The camera key the policy was trained on, and the env's `observation.image`."""
+        trained = self.spec.image_key or OBS_IMAGE
+        return [trained] + ([OBS_IMAGE] if trained != OBS_IMAGE else [])
+
+    def image_key_in(self, batch: dict) -> str:
+        """The batch key holding this policy's camera: its trained key, else `observation.image`
+        when that is the batch's only camera. Another camera, or several without the trained one,
+        is refused rather than guessed."""
+        trained = self.spec.image_key or OBS_IMAGE
+        if trained in batch:
+            return trained
+        given = _image_keys(batch)
+        if given == [OBS_IMAGE]:
+            return OBS_IMAGE
+        if not given:
+            raise KeyError(f"the policy reads camera frames from {' or '.join(map(repr, self.accepted_image_keys))}"
+                           f"; the batch has neither (keys {sorted(batch)})")
+        raise ValueError(f"the policy was trained on camera {trained!r}, which is not in the batch; it holds "
+                         f"camera keys {given}. Pass that camera's frames as {trained!r} (or as the only "
+                         f"{OBS_IMAGE!r}) rather than another camera")
+
+    def state_key_in(self, batch: dict) -> str:
+        """The batch key holding the state: the trained key, else `observation.state`."""
+        keys = [self.spec.state_key or OBS_STATE] + ([OBS_STATE] if self.spec.state_key not in (None, OBS_STATE)
+                                                     else [])
+        for k in keys:
+            if k in batch:
+                return k
+        raise KeyError(f"this policy uses proprioception: the batch needs {' or '.join(map(repr, keys))} "
+                       f"[B,{self.spec.state_dim}]; got keys {sorted(batch)}")
 
     def state_from_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         if self.spec.state_dim == 0 or not getattr(self.config, "use_state", True):
             return None
-        if OBS_STATE not in batch:
-            raise KeyError(f"this policy uses proprioception: the batch needs {OBS_STATE!r} "
-                           f"[B,{self.spec.state_dim}]")
-        state = torch.as_tensor(batch[OBS_STATE], dtype=torch.float32, device=self.device)
+        state = torch.as_tensor(batch[self.state_key_in(batch)], dtype=torch.float32, device=self.device)
         if state.ndim == 3:  # (B, T, S): use the latest step
             state = state[:, -1]
         if state.shape[-1] != self.spec.state_dim:
@@ -172,7 +212,7 @@ class PixioPolicy(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            img = torch.as_tensor(batch[OBS_IMAGE])
+            img = torch.as_tensor(batch[self.image_key_in(batch)])
             if img.ndim == 3:
                 img = img[None]
             if img.ndim == 5:  # (B, T, H, W, 3) stacked by the env: keep the last frames
@@ -186,7 +226,7 @@ class PixioPolicy(nn.Module):
             else:
                 frames = self._update_history(self.frame_repr(self.adapter.encode(img)))
             state = self.state_from_batch({k: v[None] if torch.as_tensor(v).ndim == 1 else v
-                                           for k, v in batch.items() if k == OBS_STATE})
+                                           for k, v in batch.items() if k in (OBS_STATE, self.spec.state_key)})
             if state is not None and state.shape[0] != frames.shape[0]:
                 raise ValueError(f"select_action got {frames.shape[0]} image row(s) but {state.shape[0]} state "
                                  "row(s): one observation per row")

@@ -17,6 +17,11 @@ import numpy as np
 import torch
 
 from pixio_robot.policies.constants import ACTION, ACTION_PAD, OBS_FEATURES, OBS_IMAGE, OBS_STATE
+from pixio_robot.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+DEFAULT_VIDEO_BACKEND = "pyav"  # as pretraining (`video_backend` of its data config)
 
 
 @dataclass
@@ -30,6 +35,8 @@ class DemoData:
     ep_end: np.ndarray  # int64 [N] one past the last row of each row's episode
     image_shape: tuple[int, int, int]
     fps: int
+    state_key: str | None = OBS_STATE  # dataset feature the states came from (None: no state)
+    action_key: str = ACTION  # dataset feature the actions came from
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -59,7 +66,7 @@ class DemoData:
         return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def _open_dataset(root: str | None, repo_id: str | None):
+def _open_dataset(root: str | None, repo_id: str | None, video_backend: str | None = DEFAULT_VIDEO_BACKEND):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     if root is None and repo_id is None:
@@ -73,14 +80,47 @@ def _open_dataset(root: str | None, repo_id: str | None):
         if not (path / "meta" / "info.json").exists():
             raise FileNotFoundError(f"{path} is not a LeRobotDataset (no meta/info.json). Collect demos with "
                                     "python -m pixio_robot.collect, or pass dataset.repo_id for a hub dataset")
-        return LeRobotDataset(repo_id or f"local/{path.name}", root=path)
-    return LeRobotDataset(repo_id)
+        return LeRobotDataset(repo_id or f"local/{path.name}", root=path, video_backend=video_backend)
+    return LeRobotDataset(repo_id, video_backend=video_backend)
+
+
+def _vector_features(feats: dict, cams: list[str]) -> list[str]:
+    """`observation.*` float vector features (state candidates) of a dataset."""
+    return [k for k, v in feats.items() if k.startswith("observation.") and k not in cams
+            and str(v.get("dtype", "")).startswith("float") and len(v.get("shape") or ()) == 1]
+
+
+def _resolve_state_key(ds, feats: dict, cams: list[str], state_key: str | None) -> str | None:
+    """The state feature to read: the named one (must exist), else `observation.state` when the
+    dataset has it, else None (no state; a warning names float vectors that could be the state)."""
+    if state_key is not None:
+        if state_key not in feats:
+            raise ValueError(f"dataset.state_key={state_key!r} is not a feature of dataset {ds.root}; its features "
+                             f"are {sorted(feats)}")
+        if state_key in cams or not str(feats[state_key].get("dtype", "")).startswith(("float", "int")):
+            raise ValueError(f"dataset.state_key={state_key!r} of dataset {ds.root} is a "
+                             f"{feats[state_key].get('dtype')} feature, not a numeric vector; numeric vectors: "
+                             f"{_vector_features(feats, cams)}")
+        return state_key
+    if OBS_STATE in feats:
+        return OBS_STATE
+    others = _vector_features(feats, cams)
+    if others:
+        log.warning("dataset %s has no %r feature: training WITHOUT proprioceptive state. It has float vector "
+                    "feature(s) %s; if one is the robot state, pass dataset.state_key=<key> (e.g. "
+                    "dataset.state_key=%s)", ds.root, OBS_STATE, others, others[0])
+    return None
 
 
 def load_demos(root: str | None = None, repo_id: str | None = None, image_key: str | None = None,
-               state_key: str = OBS_STATE, action_key: str = ACTION) -> DemoData:
-    """Read a LeRobotDataset's states, actions and episode layout (frames stay on disk)."""
-    ds = _open_dataset(root, repo_id)
+               state_key: str | None = None, action_key: str = ACTION,
+               video_backend: str | None = DEFAULT_VIDEO_BACKEND) -> DemoData:
+    """Read a LeRobotDataset's states, actions and episode layout (frames stay on disk).
+
+    `state_key` None: `observation.state` when the dataset has it, else no state (a warning names
+    other float vector features); a named `state_key` / `action_key` the dataset lacks is a
+    ValueError listing its features. `video_backend` is lerobot's (pyav, as pretraining)."""
+    ds = _open_dataset(root, repo_id, video_backend)
     cams = list(ds.meta.camera_keys)
     if image_key is None:
         if not cams:
@@ -90,11 +130,13 @@ def load_demos(root: str | None = None, repo_id: str | None = None, image_key: s
         raise KeyError(f"camera key {image_key!r} not in dataset {ds.root}; it has {cams}")
     feats = ds.meta.features
     if action_key not in feats:
-        raise KeyError(f"dataset {ds.root} has no {action_key!r} feature; it has {sorted(feats)}")
-    cols = [action_key, "episode_index"] + ([state_key] if state_key in feats else [])
+        raise ValueError(f"dataset.action_key={action_key!r} is not a feature of dataset {ds.root}; its features "
+                         f"are {sorted(feats)}")
+    state_key = _resolve_state_key(ds, feats, cams, state_key)
+    cols = [action_key, "episode_index"] + ([state_key] if state_key is not None else [])
     data = ds.hf_dataset.with_format("numpy", columns=cols)[:]
     actions = np.asarray(np.stack(data[action_key]), dtype=np.float32).reshape(len(ds.hf_dataset), -1)
-    if state_key in feats:
+    if state_key is not None:
         states = np.asarray(np.stack(data[state_key]), dtype=np.float32).reshape(len(actions), -1)
     else:
         states = np.zeros((len(actions), 0), np.float32)
@@ -109,7 +151,8 @@ def load_demos(root: str | None = None, repo_id: str | None = None, image_key: s
     shape = tuple(feats[image_key]["shape"])
     if shape[-1] != 3 and shape[0] == 3:
         shape = (shape[1], shape[2], shape[0])
-    return DemoData(ds, image_key, states, actions, ep, ep_start, ep_end, shape, int(ds.fps))
+    return DemoData(ds, image_key, states, actions, ep, ep_start, ep_end, shape, int(ds.fps),
+                    state_key=state_key, action_key=action_key)
 
 
 class DemoBatcher:

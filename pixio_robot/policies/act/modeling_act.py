@@ -11,7 +11,7 @@ from torch import nn
 
 from pixio_robot.policies.act.configuration_act import ACTConfig
 from pixio_robot.policies.base import PixioPolicy, register_policy
-from pixio_robot.policies.constants import ACTION, ACTION_PAD, OBS_IMAGE
+from pixio_robot.policies.constants import ACTION, ACTION_PAD
 
 
 @register_policy
@@ -99,7 +99,7 @@ class ACTPolicy(PixioPolicy):
     @torch.no_grad()
     def select_action(self, batch):
         """Pop the next queued action; encode the observation only when a new chunk is needed."""
-        img = torch.as_tensor(batch[OBS_IMAGE])
+        img = torch.as_tensor(batch[self.image_key_in(batch)])
         b = 1 if img.ndim == 3 else img.shape[0]
         if self.config.temporal_ensemble_coeff is None and self._queue is not None and self._queue.shape[1] > 0 and self._queue.shape[0] == b:
             action, self._queue = self._queue[:, 0], self._queue[:, 1:]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixio_robot.policies.base import PixioPolicy, register_policy
-from pixio_robot.policies.constants import ACTION, ACTION_PAD, EPISODE_SEED, OBS_IMAGE
+from pixio_robot.policies.constants import ACTION, ACTION_PAD, EPISODE_SEED
 from pixio_robot.policies.diffusion.configuration_diffusion import DiffusionConfig
 
 
@@ -145,7 +145,7 @@ class DiffusionPolicy(PixioPolicy):
     @torch.no_grad()
     def select_action(self, batch):
         self._seed_rows(batch)
-        img = torch.as_tensor(batch[OBS_IMAGE])
+        img = torch.as_tensor(batch[self.image_key_in(batch)])
         b = 1 if img.ndim == 3 else img.shape[0]
         if self._queue is not None and self._queue.shape[1] > 0 and self._queue.shape[0] == b:
             action, self._queue = self._queue[:, 0], self._queue[:, 1:]
@@ -158,7 +158,7 @@ class DiffusionPolicy(PixioPolicy):
         was = self.training
         self.eval()
         try:
-            img = torch.as_tensor(batch[OBS_IMAGE])
+            img = torch.as_tensor(batch[self.image_key_in(batch)])
             if img.ndim == 3:
                 img = img[None]
             if img.ndim == 4:
