@@ -4,19 +4,31 @@
     python -m pixio_robot.rl algo=sac env_name=metaworld/reach-v3 encoder.source=checkpoint encoder.path=...
     python -m pixio_robot.rl experiment=dmc_expert env_name=dmc/walker-walk   # state-only SAC expert
 
-`obs=pixels`: `MultiInputPolicy` with `PixioFeaturesExtractor` (the adapter runs once per env step
-for the whole vectorised batch; frozen by default, `encoder.mode=finetune|last_k` trains it).
-`obs=state`: an MLP on the `state` vector only, no rendering (the dm_control experts that
-`pixio_robot.envs.experts.SB3Expert` loads). The run directory gets `model.zip` (SB3),
-`agent.json` (algo, env, obs mode, encoder reference), `best/best_model.zip` (EvalCallback),
-`checkpoints/`, TensorBoard events and results.json; `save_path=` also copies the final zip.
+What the agent sees (`obs=`):
+- `pixels` (default): the rendered frames only. `MultiInputPolicy` with `PixioFeaturesExtractor`
+  (the adapter runs once per env step for the whole vectorised batch; frozen by default,
+  `encoder.mode=finetune|last_k` trains it). The env's `state` vector is dropped.
+- `pixels_state`: the Pixio features of the frames concatenated with the env's whole `state` vector
+  (for gym/Reacher it holds the target position; for dm_control the whole observation).
+- `state`: an MLP on the `state` vector only, no rendering (the dm_control experts that
+  `pixio_robot.envs.experts.SB3Expert` loads).
+The run log and results.json (`observation`) say which inputs, and how many dims, the agent gets.
+
+The run directory gets `model.zip` (SB3), `agent.json` (algo, env, obs mode, encoder reference),
+`best/best_model.zip` (best periodic evaluation), `eval/evaluations.json`, `checkpoints/`,
+`run_state.json`, TensorBoard events and results.json; `save_path=` also copies the final zip.
+Re-running the same command resumes from the newest checkpoint (Ctrl-C saves one); `resume=false`
+moves the old contents aside to `previous/<time>/`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +44,26 @@ from pixio_robot.utils.logging import get_logger
 
 log = get_logger("pixio_robot.rl")
 ALGOS = ("ppo", "sac")
-OBS_MODES = ("pixels", "state")
+OBS_MODES = ("pixels", "pixels_state", "state")
+PIXEL_MODES = ("pixels", "pixels_state")
 # Replay buffers hold uint8 frames; 1M of them (SB3's default) would not fit in memory.
 PIXEL_SAC_DEFAULTS = {"buffer_size": 50_000, "learning_starts": 1_000}
+# config keys that must match for a run directory to be resumed (the rest may change between runs)
+IDENTITY_KEYS = ("algo", "env_name", "obs", "n_envs", "image_size", "camera", "frame_stack", "action_repeat",
+                 "max_episode_steps", "env_options", "encoder", "share_features_extractor", "net_arch",
+                 "algo_kwargs", "seed")
+# what a run writes into its directory (moved aside by resume=false; hydra's own files stay)
+RUN_ARTIFACTS = ("model.zip", "agent.json", "results.json", "run_state.json", "best", "eval", "checkpoints",
+                 "tb", "config.yaml", "git.txt", "command.txt")
+# an encoder run at this many times the frame's side (or more) gets a warning (4x the tokens)
+UPSAMPLE_WARN = 2
 
 
 @dataclass
 class RLConfig:
     algo: str = "ppo"  # ppo | sac
     env_name: str = "gym/Reacher-v5"
-    obs: str = "pixels"  # pixels (Pixio extractor + state) | state (MLP on state, no rendering)
+    obs: str = "pixels"  # pixels (frames only) | pixels_state (frames + state vector) | state (MLP, no rendering)
     n_envs: int = 4
     vectorization: str = "dummy"  # dummy (one process) | subproc
     total_timesteps: int = 100_000
@@ -52,12 +74,14 @@ class RLConfig:
     max_episode_steps: int | None = None
     env_options: dict[str, Any] = field(default_factory=dict)
     encoder: AdapterConfig = field(default_factory=AdapterConfig)
-    share_features_extractor: bool | None = None  # SAC; default: share when the encoder is frozen
+    share_features_extractor: bool | None = None  # default: SAC shares when frozen, PPO shares (SB3's default)
     net_arch: list[int] | None = None  # actor/critic MLP widths (SB3 defaults when null)
     algo_kwargs: dict[str, Any] = field(default_factory=dict)  # PPO/SAC keyword arguments
     eval_every: int = 10_000  # env steps between evaluations; 0: only the final one
     eval_episodes: int = 10
-    checkpoint_every: int = 50_000  # env steps; 0: off
+    checkpoint_every: int = 50_000  # env steps; 0: off (Ctrl-C still saves one)
+    checkpoint_replay_buffer: bool = True  # SAC: save the replay buffer with checkpoints (resumes with it)
+    resume: bool = True  # re-running into a run dir resumes from its newest checkpoint; false: move it aside
     save_path: str | None = None  # also copy the final model.zip here (e.g. experts/dmc-walker-walk.zip)
     seed: int = 0
     device: str = "auto"
@@ -86,6 +110,19 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="rl_schema", node=RLConfig)
 
 
+def defines_success(env_name: str) -> bool:
+    """Whether the env's `is_success` means anything (dm_control and most gym tasks define none:
+    their success rate is reported as None, not 0.0)."""
+    family, _, task = env_name.partition("/")
+    if family == "dmc":
+        return False
+    if family == "gym":
+        from pixio_robot.envs.gym_env import SUCCESS_DISTANCE
+
+        return task.split("-")[0] in SUCCESS_DISTANCE
+    return True
+
+
 class StateOnly(gym.ObservationWrapper):
     """Expose only the `state` vector of a Dict observation (a Box, what SB3's MlpPolicy takes)."""
 
@@ -95,6 +132,17 @@ class StateOnly(gym.ObservationWrapper):
 
     def observation(self, observation):
         return observation["state"]
+
+
+class PixelsOnly(gym.ObservationWrapper):
+    """Keep only `pixels` of a Dict observation (obs=pixels: the agent must not see the state vector)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.observation_space = gym.spaces.Dict({"pixels": env.observation_space["pixels"]})
+
+    def observation(self, observation):
+        return {"pixels": observation["pixels"]}
 
 
 def env_factory(cfg: RLConfig, rank: int, seed: int):
@@ -114,6 +162,8 @@ def env_factory(cfg: RLConfig, rank: int, seed: int):
         env = make_env(cfg.env_name, **opts)
         if cfg.obs == "state":
             env = StateOnly(env)
+        elif cfg.obs == "pixels":
+            env = PixelsOnly(env)
         return Monitor(env, info_keywords=("is_success",))
 
     return _make
@@ -128,32 +178,59 @@ def make_vec(cfg: RLConfig, n: int, seed: int):
     return DummyVecEnv(fns)
 
 
+def _bad_kwargs(cfg: RLConfig, e: BaseException) -> ValueError:
+    msg = str(e).strip() or type(e).__name__
+    return ValueError(f"bad algo_kwargs for {cfg.algo.upper()} ({type(e).__name__}: {msg}); "
+                      f"algo_kwargs={cfg.algo_kwargs} (the {cfg.algo.upper()} constructor's keyword arguments)")
+
+
+def _policy_kwargs(cfg: RLConfig, kwargs: dict) -> tuple[str, dict, dict]:
+    """(policy name, policy_kwargs, algorithm kwargs) for cfg; user policy_kwargs are merged, not replaced."""
+    from pixio_robot.policies.sb3_extractor import PixioFeaturesExtractor
+
+    policy_kwargs: dict[str, Any] = dict(kwargs.pop("policy_kwargs", {}) or {})
+    if cfg.net_arch is not None:
+        policy_kwargs["net_arch"] = list(cfg.net_arch)
+    if cfg.obs == "state":
+        return "MlpPolicy", policy_kwargs, kwargs
+    if policy_kwargs.get("normalize_images", True) is False:
+        raise ValueError("policy_kwargs.normalize_images=false would hand the Pixio adapter frames in 0..255 "
+                         "(it expects [0,1] and normalises them itself): drop the override")
+    cls = policy_kwargs.get("features_extractor_class", PixioFeaturesExtractor)
+    if cls not in (PixioFeaturesExtractor, None) and cls != "PixioFeaturesExtractor":
+        raise ValueError(f"policy_kwargs.features_extractor_class={cls!r}: obs={cfg.obs} uses "
+                         "PixioFeaturesExtractor (use obs=state for a plain MLP)")
+    user = dict(policy_kwargs.get("features_extractor_kwargs", {}) or {})
+    want_state = "state" if cfg.obs == "pixels_state" else None
+    if "state_key" in user and user["state_key"] != want_state:
+        raise ValueError(f"policy_kwargs.features_extractor_kwargs.state_key={user['state_key']!r} contradicts "
+                         f"obs={cfg.obs}: use obs=pixels (frames only) or obs=pixels_state (frames + state)")
+    encoder = {**cfg.encoder.to_dict(), **dict(user.pop("encoder", {}) or {})}
+    policy_kwargs.update(features_extractor_class=PixioFeaturesExtractor,
+                         features_extractor_kwargs={**user, "encoder": encoder, "state_key": want_state})
+    share = cfg.share_features_extractor
+    if share is None:
+        share = policy_kwargs.get("share_features_extractor",
+                                  cfg.encoder.mode == "frozen" if cfg.algo == "sac" else True)
+    policy_kwargs["share_features_extractor"] = bool(share)
+    if cfg.algo == "sac":
+        kwargs = {**PIXEL_SAC_DEFAULTS, **kwargs}
+    return "MultiInputPolicy", policy_kwargs, kwargs
+
+
 def build_agent(cfg: RLConfig, env, device: torch.device, tensorboard_log: str | None = None):
-    """PPO / SAC with the Pixio extractor (pixels) or an MLP (state)."""
+    """PPO / SAC with the Pixio extractor (obs=pixels|pixels_state) or an MLP (obs=state)."""
     import stable_baselines3 as sb3
 
     from pixio_robot.policies.sb3_extractor import PixioFeaturesExtractor
 
-    kwargs = dict(cfg.algo_kwargs)
-    policy_kwargs: dict[str, Any] = dict(kwargs.pop("policy_kwargs", {}) or {})
-    if cfg.net_arch is not None:
-        policy_kwargs["net_arch"] = list(cfg.net_arch)
-    if cfg.obs == "pixels":
-        policy = "MultiInputPolicy"
-        policy_kwargs.update(features_extractor_class=PixioFeaturesExtractor,
-                             features_extractor_kwargs={"encoder": cfg.encoder.to_dict()})
-        if cfg.algo == "sac":
-            share = cfg.share_features_extractor
-            policy_kwargs["share_features_extractor"] = cfg.encoder.mode == "frozen" if share is None else share
-            kwargs = {**PIXEL_SAC_DEFAULTS, **kwargs}
-    else:
-        policy = "MlpPolicy"
+    policy, policy_kwargs, kwargs = _policy_kwargs(cfg, dict(cfg.algo_kwargs))
     algo_cls = sb3.PPO if cfg.algo == "ppo" else sb3.SAC
     try:
         model = algo_cls(policy, env, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
                          tensorboard_log=tensorboard_log, verbose=0, **kwargs)
-    except TypeError as e:
-        raise ValueError(f"bad algo_kwargs for {cfg.algo.upper()}: {e}") from e
+    except (TypeError, AssertionError, ValueError) as e:
+        raise _bad_kwargs(cfg, e) from e
     if cfg.algo == "ppo" and cfg.total_timesteps < model.n_steps * model.n_envs:
         log.warning("rl: total_timesteps=%d is less than one PPO rollout (n_steps %d x %d envs): SB3 will run %d; "
                     "lower it with +algo_kwargs.n_steps=...", cfg.total_timesteps, model.n_steps, model.n_envs,
@@ -166,6 +243,40 @@ def build_agent(cfg: RLConfig, env, device: torch.device, tensorboard_log: str |
     return model
 
 
+def _extractor(model):
+    return getattr(model.policy, "features_extractor", None) or \
+        getattr(getattr(model.policy, "actor", None), "features_extractor", None)
+
+
+def describe_observation(cfg: RLConfig, model) -> dict:
+    """What the agent's policy gets as input: pixels shape, state dims, feature dims."""
+    space = model.observation_space
+    if cfg.obs == "state":
+        dim = int(np.prod(space.shape))
+        return {"obs": "state", "pixels": None, "state_dim": dim, "features_dim": dim,
+                "text": f"the state vector only ({dim} dims), no pixels"}
+    ext = _extractor(model)
+    pix = [cfg.image_size, cfg.image_size, 3]  # what the env renders (SB3 may hand it over channels-first)
+    state_dim = int(np.prod(space["state"].shape)) if ext.state_key is not None else 0
+    frames = f"{ext.n_frames} frame(s) of {cfg.image_size}x{cfg.image_size} RGB"
+    text = (f"pixels ({frames}) -> {ext.n_frames * ext.adapter.out_dim} Pixio features "
+            f"({ext.adapter.out_dim} per frame at {ext.adapter.image_size} px)")
+    text += f" + the env's state vector ({state_dim} dims)" if state_dim else ", no state vector"
+    return {"obs": cfg.obs, "pixels": pix, "state_dim": state_dim, "features_dim": int(ext.features_dim),
+            "text": f"{text} = {ext.features_dim}-d policy input"}
+
+
+def _warn_upsampling(cfg: RLConfig, model) -> None:
+    if cfg.obs == "state":
+        return
+    ad = _extractor(model).adapter
+    if ad.image_size >= UPSAMPLE_WARN * cfg.image_size:
+        log.warning("rl: %d px frames are upsampled to the encoder's %d px input: %.0fx the tokens (and compute) "
+                    "for no extra detail; set encoder.image_size=%d (a multiple of the patch size) or render larger "
+                    "frames with image_size=", cfg.image_size, ad.image_size, (ad.image_size / cfg.image_size) ** 2,
+                    cfg.image_size)
+
+
 class ProgressCallback(BaseCallback):
     """tqdm over env steps (SB3's own bar needs `rich`, which the project does not pin)."""
 
@@ -176,7 +287,8 @@ class ProgressCallback(BaseCallback):
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=self.total, desc="rl", unit="step", disable=not self.enabled)
+        self.bar = tqdm(total=self.total, initial=min(self.num_timesteps, self.total), desc="rl", unit="step",
+                        disable=not self.enabled)
 
     def _on_step(self) -> bool:
         self.bar.update(self.training_env.num_envs)
@@ -186,10 +298,11 @@ class ProgressCallback(BaseCallback):
         self.bar.close()
 
 
-def evaluate_agent(model, env, n_episodes: int, seed: int | None = None) -> dict:
+def evaluate_agent(model, env, n_episodes: int, seed: int | None = None, success: bool = True) -> dict:
     """Deterministic episodes on a VecEnv: success rate (any-step `is_success`) and mean return.
     With `seed` the env is re-seeded first, so the same agent gives the same numbers whatever ran
-    on this env before (the final evaluation of a run can be reproduced from the saved agent)."""
+    on this env before (the final evaluation of a run can be reproduced from the saved agent).
+    `success=False` (envs that define none, `defines_success`): success_rate is None."""
     n = env.num_envs
     if seed is not None:
         env.seed(seed)
@@ -207,41 +320,258 @@ def evaluate_agent(model, env, n_episodes: int, seed: int | None = None) -> dict
                 successes.append(bool(ep_succ[i]))
                 ep_ret[i], ep_succ[i] = 0.0, False
     returns, successes = returns[:n_episodes], successes[:n_episodes]
-    return {"success_rate": float(np.mean(successes)), "mean_return": float(np.mean(returns)),
+    return {"success_rate": float(np.mean(successes)) if success else None, "mean_return": float(np.mean(returns)),
             "n_episodes": n_episodes}
+
+
+def _score(e: dict) -> tuple[float, float]:
+    """Best-model order: success rate first (None: no success signal), ties broken by return."""
+    return (-1.0 if e["success_rate"] is None else e["success_rate"], e["mean_return"])
+
+
+class PeriodicEval(BaseCallback):
+    """Every `every` env steps: `evaluate_agent` (re-seeded like the final evaluation, any-step
+    success), TensorBoard `eval/*`, `eval/evaluations.json`, and `best/best_model.zip` on a new best
+    (success, then return)."""
+
+    def __init__(self, eval_env, cfg: RLConfig, run_dir: Path, history: list[dict] | None = None) -> None:
+        super().__init__()
+        self.eval_env, self.cfg, self.run_dir = eval_env, cfg, run_dir
+        self.every = cfg.eval_every
+        self.success = defines_success(cfg.env_name)
+        self.evaluations: list[dict] = list(history or [])
+        self.best = max(self.evaluations, key=_score) if self.evaluations else None
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps < self._next:
+            return True
+        while self._next <= self.num_timesteps:
+            self._next += self.every
+        from pixio_robot.utils.io import save_json
+
+        r = evaluate_agent(self.model, self.eval_env, self.cfg.eval_episodes, seed=self.cfg.seed + 10_000,
+                           success=self.success)
+        entry = {"timesteps": int(self.num_timesteps), **r}
+        self.evaluations.append(entry)
+        self.logger.record("eval/mean_return", r["mean_return"])
+        if r["success_rate"] is not None:
+            self.logger.record("eval/success_rate", r["success_rate"])
+        self.logger.dump(self.num_timesteps)
+        if self.best is None or _score(entry) > _score(self.best) or not (self.run_dir / "best").is_dir():
+            self.best = entry
+            (self.run_dir / "best").mkdir(parents=True, exist_ok=True)
+            _atomic_save(self.model, self.run_dir / "best" / "best_model.zip")
+            save_json(self.run_dir / "best" / "best.json", entry)
+        save_json(self.run_dir / "eval" / "evaluations.json", self.evaluations)
+        return True
+
+
+def _atomic_save(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.zip")
+    model.save(str(tmp))
+    os.replace(tmp, path)
+
+
+CKPT_RE = re.compile(r"^(ppo|sac)_(\d+)_steps\.zip$")
+
+
+def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    d = run_dir / "checkpoints"
+    found = [(int(m.group(2)), p) for p in d.glob("*.zip") if (m := CKPT_RE.match(p.name))] if d.is_dir() else []
+    return sorted(found)
+
+
+class Checkpointer(BaseCallback):
+    """`checkpoints/<algo>_<steps>_steps.zip` every `every` env steps (0: only on `save()`), for SAC
+    with the replay buffer (`checkpoints/replay_buffer.pkl`, the latest one only)."""
+
+    def __init__(self, run_dir: Path, algo: str, every: int, replay_buffer: bool) -> None:
+        super().__init__()
+        self.dir, self.algo, self.every, self.replay_buffer = run_dir / "checkpoints", algo, every, replay_buffer
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.every + 1) * self.every if self.every else None
+
+    def _on_step(self) -> bool:
+        if self._next is not None and self.num_timesteps >= self._next:
+            while self._next <= self.num_timesteps:
+                self._next += self.every
+            self.save(self.model)
+        return True
+
+    def save(self, model) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        n = int(model.num_timesteps)
+        path = self.dir / f"{self.algo}_{n}_steps.zip"
+        _atomic_save(model, path)
+        if self.replay_buffer and getattr(model, "replay_buffer", None) is not None:
+            tmp = self.dir / ".replay_buffer.tmp.pkl"
+            model.save_replay_buffer(str(tmp))
+            os.replace(tmp, self.dir / "replay_buffer.pkl")
+            (self.dir / "replay_buffer.json").write_text(json.dumps({"timesteps": n}) + "\n")
+        return path
 
 
 def _agent_meta(cfg: RLConfig, model) -> dict:
     meta = {"format": "pixio_robot.rl_agent", "algo": cfg.algo, "env_name": cfg.env_name, "obs": cfg.obs,
             "image_size": cfg.image_size, "camera": cfg.camera, "frame_stack": cfg.frame_stack,
             "action_repeat": cfg.action_repeat, "config": dataclasses.asdict(cfg)}
-    if cfg.obs == "pixels":
-        meta["encoder"] = model.policy.features_extractor.adapter.reference() \
-            if getattr(model.policy, "features_extractor", None) is not None else \
-            model.policy.actor.features_extractor.adapter.reference()
+    if cfg.obs in PIXEL_MODES:
+        meta["encoder"] = _extractor(model).adapter.reference()
     return meta
 
 
 def load_agent(path: str | Path, device: str = "cpu"):
-    """Load a saved agent: a run directory (model.zip + agent.json) or a `.zip` file."""
+    """Load a saved agent: a run directory (model.zip + agent.json), its `best/` directory
+    (best_model.zip), or a `.zip` file (model, best model or checkpoint)."""
     import stable_baselines3 as sb3
 
     path = Path(path)
-    zip_path = path / "model.zip" if path.is_dir() else path
-    meta_path = zip_path.parent / "agent.json"
+    if path.is_dir():
+        cands = [path / "model.zip", path / "best_model.zip"]
+        zip_path = next((p for p in cands if p.exists()), cands[0])
+    else:
+        zip_path = path
     if not zip_path.exists():
-        raise FileNotFoundError(f"no SB3 agent at {zip_path} (expected a python -m pixio_robot.rl run directory)")
-    algo = json.loads(meta_path.read_text())["algo"] if meta_path.exists() else None
+        raise FileNotFoundError(f"no SB3 agent at {zip_path} (expected a python -m pixio_robot.rl run directory, "
+                                "its best/ directory or a .zip)")
+    metas = [zip_path.parent / "agent.json", zip_path.parent.parent / "agent.json",
+             zip_path.parent.parent / "config.yaml"]
+    algo = None
+    for meta_path in metas:
+        if meta_path.is_file():
+            import yaml
+
+            algo = (yaml.safe_load(meta_path.read_text()) or {}).get("algo")
+            if algo:
+                break
     if algo is None:
         from pixio_robot.envs.experts import sb3_algo_of
 
-        algo = sb3_algo_of(zip_path).lower()
-    return getattr(sb3, algo.upper()).load(str(zip_path), device=device)
+        algo = sb3_algo_of(zip_path)
+    return getattr(sb3, str(algo).upper()).load(str(zip_path), device=device)
+
+
+# ---------------------------------------------------------------- run directory: resume / refuse
+
+
+def _identity(d: dict) -> dict:
+    return {k: d.get(k) for k in IDENTITY_KEYS}
+
+
+def _read_previous_config(run_dir: Path) -> dict | None:
+    import yaml
+
+    for name in ("config.yaml", "agent.json"):
+        p = run_dir / name
+        if p.is_file():
+            try:
+                d = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError:
+                continue
+            return d.get("config", d) if name == "agent.json" else d
+    return None
+
+
+def _has_artifacts(run_dir: Path) -> bool:
+    return any((run_dir / a).exists() for a in ("model.zip", "best", "eval", "checkpoints", "results.json"))
+
+
+def _move_aside(run_dir: Path) -> Path | None:
+    present = [a for a in RUN_ARTIFACTS if (run_dir / a).exists()]
+    if not present:
+        return None
+    dest = run_dir / "previous" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    i = 1
+    while dest.exists():
+        dest = dest.with_name(f"{dest.name.split('.')[0]}.{i}")
+        i += 1
+    dest.mkdir(parents=True)
+    for a in present:
+        shutil.move(str(run_dir / a), str(dest / a))
+    return dest
+
+
+def prepare_resume(cfg: RLConfig, run_dir: Path) -> dict:
+    """Decide what a run into `run_dir` does: {"mode": "fresh" | "resume" | "done", ...}.
+    A run dir with artifacts of another algo / env / obs / encoder ... is refused (with the difference);
+    resume=false moves the old contents to `previous/<time>/` (nothing is deleted)."""
+    from pixio_robot.utils.run import to_plain
+
+    if not run_dir.is_dir() or not _has_artifacts(run_dir):
+        return {"mode": "fresh"}
+    if not cfg.resume:
+        dest = _move_aside(run_dir)
+        log.info("rl: resume=false: moved the previous contents of %s to %s", run_dir, dest)
+        return {"mode": "fresh", "moved_to": str(dest)}
+    old = _read_previous_config(run_dir)
+    new = _identity(to_plain(cfg))
+    if old is None:
+        raise ValueError(f"run_dir={run_dir} holds RL outputs without a config.yaml, so it cannot be resumed: "
+                         "choose another run_dir= or pass resume=false to move them aside")
+    old = _identity(old)
+    diff = []
+    for k in IDENTITY_KEYS:
+        a, b = old[k], new[k]
+        if a == b:
+            continue
+        if k == "encoder" and isinstance(a, dict) and isinstance(b, dict):  # name the encoder keys that differ
+            diff += [f"encoder.{j}: {a.get(j)!r} there, {b.get(j)!r} now" for j in sorted({*a, *b})
+                     if a.get(j) != b.get(j)]
+        else:
+            diff.append(f"{k}: {a!r} there, {b!r} now")
+    if diff:
+        raise ValueError(f"run_dir={run_dir} holds another run ({'; '.join(diff)}): choose another run_dir=, "
+                         "or pass resume=false to move its contents to previous/ and start afresh")
+    state_p = run_dir / "run_state.json"
+    state = json.loads(state_p.read_text()) if state_p.is_file() else {}
+    results_p = run_dir / "results.json"
+    if state.get("status") == "done" and results_p.is_file() and (run_dir / "model.zip").is_file():
+        done_steps = int(state.get("timesteps", 0))
+        if done_steps >= cfg.total_timesteps:
+            return {"mode": "done", "results": json.loads(results_p.read_text())}
+        cands = [(done_steps, run_dir / "model.zip")]
+    else:
+        cands = []
+    cands += _checkpoints(run_dir)
+    if not cands:
+        log.warning("rl: %s holds outputs of an unfinished run but no checkpoint: starting afresh over them "
+                    "(resume=false moves them aside first)", run_dir)
+        return {"mode": "fresh"}
+    steps, path = max(cands, key=lambda c: c[0])
+    return {"mode": "resume", "path": path, "timesteps": steps}
+
+
+def _load_for_resume(cfg: RLConfig, plan: dict, env, device, tb: str | None):
+    import stable_baselines3 as sb3
+
+    algo_cls = sb3.PPO if cfg.algo == "ppo" else sb3.SAC
+    model = algo_cls.load(str(plan["path"]), env=env, device=device, tensorboard_log=tb)
+    if cfg.algo == "sac":
+        ckdir = Path(plan["path"]).parent
+        buf, buf_meta = ckdir / "replay_buffer.pkl", ckdir / "replay_buffer.json"
+        n = json.loads(buf_meta.read_text()).get("timesteps") if buf_meta.is_file() else None
+        if buf.is_file() and n == plan["timesteps"]:
+            model.load_replay_buffer(str(buf))
+            log.info("rl: resumed the replay buffer (%d transitions)", model.replay_buffer.size())
+        else:
+            log.warning("rl: no replay buffer saved with %s: SAC resumes with an empty buffer "
+                        "(checkpoint_replay_buffer=true saves it with checkpoints)", plan["path"])
+    return model
+
+
+def _write_state(run_dir: Path, status: str, timesteps: int, **extra) -> None:
+    from pixio_robot.utils.io import save_json
+
+    save_json(run_dir / "run_state.json", {"status": status, "timesteps": int(timesteps), **extra})
 
 
 def run_rl(cfg: RLConfig) -> dict:
-    """Train an SB3 agent; returns final/best evaluation, frozen-encoder check and paths."""
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
+    """Train an SB3 agent (or resume one); returns final/best evaluation, frozen-encoder check and paths."""
+    from stable_baselines3.common.callbacks import CallbackList
 
     from pixio_robot.train import resolve_device
     from pixio_robot.utils.io import save_json
@@ -251,55 +581,104 @@ def run_rl(cfg: RLConfig) -> dict:
         torch.set_num_threads(cfg.num_threads)
     t0 = time.perf_counter()
     run_dir = Path(cfg.run_dir or Path("runs/rl") / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    plan = prepare_resume(cfg, run_dir)
+    if plan["mode"] == "done":
+        res = plan["results"]
+        log.info("rl: %s already finished %d steps (total_timesteps=%d): nothing to do; raise total_timesteps= to "
+                 "train on, or resume=false to start afresh", run_dir, res["timesteps"], cfg.total_timesteps)
+        return res
     prepare_run_dir(run_dir, cfg)
     device = resolve_device(cfg.device)
     env = make_vec(cfg, cfg.n_envs, cfg.seed)
     eval_env = make_vec(cfg, 1, cfg.seed + 10_000)
-    model = build_agent(cfg, env, device, str(run_dir / "tb") if cfg.tensorboard else None)
+    tb = str(run_dir / "tb") if cfg.tensorboard else None
+    if plan["mode"] == "resume":
+        _policy_kwargs(cfg, dict(cfg.algo_kwargs))  # the same refusals as a fresh run
+        try:
+            model = _load_for_resume(cfg, plan, env, device, tb)
+        except (AssertionError, KeyError) as e:
+            raise ValueError(f"cannot resume from {plan['path']} ({type(e).__name__}: {e}); pass resume=false "
+                             "to move the old run aside") from e
+        log.info("rl: resuming %s from %s (%d of %d steps)", run_dir, plan["path"], model.num_timesteps,
+                 cfg.total_timesteps)
+    else:
+        model = build_agent(cfg, env, device, tb)
+    seen = describe_observation(cfg, model)
+    log.info("rl: obs=%s: the agent sees %s", cfg.obs, seen["text"])
+    _warn_upsampling(cfg, model)
     eval_env = model._wrap_env(eval_env, verbose=0)  # same image transposition as the training env
-    callbacks = [ProgressCallback(cfg.total_timesteps, cfg.progress)]
-    eval_cb = None
-    if cfg.eval_every > 0:
-        eval_cb = EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes,
-                               eval_freq=max(cfg.eval_every // cfg.n_envs, 1),
-                               best_model_save_path=str(run_dir / "best"), log_path=str(run_dir / "eval"),
-                               deterministic=True, verbose=0)
+    history = []
+    if plan["mode"] == "resume" and (run_dir / "eval" / "evaluations.json").is_file():
+        history = [e for e in json.loads((run_dir / "eval" / "evaluations.json").read_text())
+                   if e["timesteps"] <= model.num_timesteps]
+    callbacks: list[BaseCallback] = [ProgressCallback(cfg.total_timesteps, cfg.progress)]
+    eval_cb = PeriodicEval(eval_env, cfg, run_dir, history) if cfg.eval_every > 0 else None
+    if eval_cb is not None:
         callbacks.append(eval_cb)
-    if cfg.checkpoint_every > 0:
-        callbacks.append(CheckpointCallback(save_freq=max(cfg.checkpoint_every // cfg.n_envs, 1),
-                                            save_path=str(run_dir / "checkpoints"), name_prefix=cfg.algo))
-    extractor = getattr(model.policy, "features_extractor", None) or \
-        getattr(getattr(model.policy, "actor", None), "features_extractor", None)
-    digest_before = extractor.adapter.encoder_digest() if cfg.obs == "pixels" else None
-    model.learn(total_timesteps=cfg.total_timesteps, callback=CallbackList(callbacks))
-    model.save(str(run_dir / "model.zip"))
+    ckpt = Checkpointer(run_dir, cfg.algo, cfg.checkpoint_every,
+                        cfg.algo == "sac" and cfg.checkpoint_replay_buffer)
+    callbacks.append(ckpt)
+    extractor = _extractor(model)
+    digest_before = extractor.source_digest if cfg.obs in PIXEL_MODES else None
+    start_steps = int(model.num_timesteps)
+    remaining = cfg.total_timesteps - start_steps
+    _write_state(run_dir, "training", start_steps)
+    t_learn = time.perf_counter()
+    if remaining > 0:
+        try:
+            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks),
+                        reset_num_timesteps=plan["mode"] != "resume")
+        except KeyboardInterrupt:
+            old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the save short
+            try:
+                path = ckpt.save(model)
+                _write_state(run_dir, "interrupted", model.num_timesteps, checkpoint=str(path))
+                log.warning("rl: interrupted at step %d: saved %s; re-run the same command to resume",
+                            model.num_timesteps, path)
+            finally:
+                signal.signal(signal.SIGINT, old)
+                for e in (env, eval_env):
+                    try:
+                        e.close()
+                    except Exception:  # noqa: BLE001 - subprocess envs may already be gone
+                        pass
+            raise
+        except (AssertionError, TypeError) as e:  # SB3 checks some options only when training
+            if not cfg.algo_kwargs:
+                raise
+            raise _bad_kwargs(cfg, e) from e
+    learn_s = time.perf_counter() - t_learn
+    _atomic_save(model, run_dir / "model.zip")
     meta = _agent_meta(cfg, model)
     save_json(run_dir / "agent.json", meta)
-    final = evaluate_agent(model, eval_env, cfg.eval_episodes, seed=cfg.seed + 10_000)
-    evals = []
-    if eval_cb is not None and len(eval_cb.evaluations_timesteps):
-        for t, rets, succ in zip(eval_cb.evaluations_timesteps, eval_cb.evaluations_results,
-                                 eval_cb.evaluations_successes or [[]] * len(eval_cb.evaluations_timesteps)):
-            evals.append({"timesteps": int(t), "mean_return": float(np.mean(rets)),
-                          "success_rate": float(np.mean(succ)) if len(succ) else None})
+    _write_state(run_dir, "finishing", model.num_timesteps)
+    final = evaluate_agent(model, eval_env, cfg.eval_episodes, seed=cfg.seed + 10_000,
+                           success=defines_success(cfg.env_name))
+    evals = eval_cb.evaluations if eval_cb is not None else []
     if cfg.save_path:
         Path(cfg.save_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run_dir / "model.zip", cfg.save_path)
-    succ = [e["success_rate"] for e in evals if e["success_rate"] is not None] + [final["success_rate"]]
+    succ = [e["success_rate"] for e in evals + [final] if e["success_rate"] is not None]
+    trained = int(model.num_timesteps) - start_steps
     results = {"run_dir": str(run_dir), "model_path": str(run_dir / "model.zip"), "algo": cfg.algo,
-               "env_name": cfg.env_name, "obs": cfg.obs, "timesteps": int(model.num_timesteps),
-               "final": final, "best_success": max(succ), "best_return": max(
-                   [e["mean_return"] for e in evals] + [final["mean_return"]]), "evaluations": evals,
+               "env_name": cfg.env_name, "obs": cfg.obs, "observation": {k: v for k, v in seen.items()},
+               "timesteps": int(model.num_timesteps), "final": final, "best_success": max(succ) if succ else None,
+               "best_return": max(e["mean_return"] for e in evals + [final]), "evaluations": evals,
                "encoder_digest_before": digest_before,
                "encoder_digest_after": extractor.adapter.encoder_digest() if digest_before else None,
-               "wall_s": time.perf_counter() - t0, "saved_to": cfg.save_path}
-    results["steps_per_s"] = results["timesteps"] / results["wall_s"]
+               "resumed_from": str(plan["path"]) if plan["mode"] == "resume" else None,
+               "resumed_at": start_steps if plan["mode"] == "resume" else None,
+               "wall_s": time.perf_counter() - t0, "learn_s": learn_s, "saved_to": cfg.save_path}
+    results["steps_per_s"] = trained / learn_s if trained > 0 and learn_s > 0 else None
     save_json(run_dir / "results.json", results)
+    _write_state(run_dir, "done", model.num_timesteps)
     env.close()
     eval_env.close()
-    log.info("rl: %s %s %d steps in %.0fs (%.0f steps/s); final success %.2f, return %.1f -> %s", cfg.algo,
-             cfg.env_name, results["timesteps"], results["wall_s"], results["steps_per_s"],
-             final["success_rate"], final["mean_return"], run_dir)
+    fmt = "n/a" if final["success_rate"] is None else f"{final['success_rate']:.2f}"
+    log.info("rl: %s %s %d steps in %.0fs (learn: %s steps/s); final success %s, return %.1f -> %s", cfg.algo,
+             cfg.env_name, results["timesteps"], results["wall_s"],
+             "n/a" if results["steps_per_s"] is None else f"{results['steps_per_s']:.0f}", fmt,
+             final["mean_return"], run_dir)
     return results
 
 
@@ -314,10 +693,13 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.rl", config_name="config")
     def _main(dcfg) -> None:
-        with user_errors():
+        hint = "re-run the same command to resume from the newest checkpoint"
+        with user_errors(hint):
             cfg = to_config(dcfg)
             if cfg.run_dir is None:
                 cfg.run_dir = HydraConfig.get().runtime.output_dir
+                hint = f"re-run the same command with run_dir={cfg.run_dir} to resume from the newest checkpoint"
+        with user_errors(f"{hint} in {cfg.run_dir}/checkpoints"):
             res = run_rl(cfg)
         print({k: res[k] for k in ("final", "best_success", "timesteps", "model_path", "saved_to")})
 

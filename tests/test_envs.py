@@ -271,3 +271,41 @@ def test_setup_gl_falls_back_and_names_packages(monkeypatch):
     with pytest.raises(RuntimeError, match="libosmesa6") as exc, pytest.warns(RuntimeWarning):
         rendering.setup_gl()
     assert "libegl1" in str(exc.value) and "egl (egl missing)" in str(exc.value)
+
+
+def test_renders_run_without_garbage_collection():
+    """A collected env's EGL context, freed mid-render, unbinds the current one (eglReleaseThread):
+    renders run with the automatic GC off, and it comes back on afterwards, also after an error."""
+    import gc
+
+    from pixio_robot.envs.rendering import no_gc_finalizers, render_gym_mujoco
+
+    seen = []
+
+    class Fake:
+        unwrapped = None
+
+        def render(self):
+            seen.append(gc.isenabled())
+            return "frame"
+
+    Fake.unwrapped = Fake()
+    assert gc.isenabled()
+    assert render_gym_mujoco(Fake()) == "frame" and seen == [False] and gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with no_gc_finalizers():
+            raise RuntimeError("render failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with no_gc_finalizers():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+    env = make_env("dmc/walker-walk", image_size=32, seed=0)
+    real = env.unwrapped._env.physics.render
+    env.unwrapped._env.physics.render = lambda **kw: seen.append(gc.isenabled()) or real(**kw)
+    env.reset(seed=0)
+    env.close()
+    assert seen[-1] is False

@@ -134,3 +134,210 @@ def test_finetuned_extractor_trains_the_encoder(tmp_path):
     res = run_rl(_cfg(tmp_path, "ppo", total_timesteps=128, eval_every=0, checkpoint_every=0, eval_episodes=1,
                       encoder=AdapterConfig(image_size=32, mode="last_k", last_k=1)))
     assert res["encoder_digest_before"] != res["encoder_digest_after"]
+
+
+@pytest.fixture
+def rl_log(caplog):
+    """The project logger does not propagate to the root logger: hand caplog's handler to it."""
+    import logging
+
+    root = logging.getLogger("pixio_robot")
+    root.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="pixio_robot")
+    yield caplog
+    root.removeHandler(caplog.handler)
+
+
+def _built(tmp_path, algo="ppo", **kw):
+    from pixio_robot.rl import build_agent, make_vec
+
+    cfg = _cfg(tmp_path, algo, n_envs=1, **kw)
+    env = make_vec(cfg, 1, 0)
+    return cfg, env, build_agent(cfg, env, torch.device("cpu"))
+
+
+def test_pixel_obs_modes_say_what_the_agent_sees(tmp_path):
+    """obs=pixels is pixels only (the env's state vector, e.g. Reacher's target position, is dropped);
+    obs=pixels_state adds it; user features_extractor_kwargs are merged, not overwritten."""
+    from pixio_robot.rl import describe_observation
+
+    cfg, env, model = _built(tmp_path)
+    ext = model.policy.features_extractor
+    assert set(model.observation_space.spaces) == {"pixels"} and ext.state_key is None
+    assert ext.features_dim == ext.adapter.out_dim == 32
+    assert "no state vector" in describe_observation(cfg, model)["text"]
+    env.close()
+    cfg, env, model = _built(tmp_path, obs="pixels_state")
+    ext = model.policy.features_extractor
+    state_dim = model.observation_space["state"].shape[0]
+    assert ext.state_key == "state" and ext.features_dim == 32 + state_dim
+    assert describe_observation(cfg, model)["state_dim"] == state_dim
+    env.close()
+    kw = {"n_steps": 64, "policy_kwargs": {"features_extractor_kwargs": {"encoder": {"embedding": "all_cls"}}}}
+    cfg, env, model = _built(tmp_path, algo_kwargs=kw)
+    assert model.policy.features_extractor.adapter.config.embedding == "all_cls"
+    assert model.policy.features_extractor.adapter.config.image_size == 32  # the rest of encoder= kept
+    env.close()
+    bad = {"n_steps": 64, "policy_kwargs": {"features_extractor_kwargs": {"state_key": "state"}}}
+    with pytest.raises(ValueError, match="obs=pixels_state"):
+        _built(tmp_path, algo_kwargs=bad)
+
+
+def test_periodic_eval_counts_success_at_any_step_and_saves_the_best(tmp_path):
+    """Periodic evaluations use evaluate_agent like the final one (SB3's EvalCallback only looked at
+    the last step's is_success: 0.0 here), and envs without a success signal report None."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from pixio_robot.rl import PeriodicEval, defines_success, evaluate_agent
+
+    class Toy(gym.Env):  # success at step 3, lost again by the last step 5
+        observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+        def reset(self, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return np.zeros(2, np.float32), {"is_success": False}
+
+        def step(self, a):
+            self.t += 1
+            return np.zeros(2, np.float32), 1.0, False, self.t >= 5, {"is_success": self.t == 3}
+
+    def mk():
+        return DummyVecEnv([lambda: Monitor(Toy(), info_keywords=("is_success",))])
+
+    model = PPO("MlpPolicy", mk(), n_steps=16, batch_size=16, seed=0)
+    cfg = _cfg(tmp_path, "ppo", eval_every=16, eval_episodes=2)
+    cb = PeriodicEval(mk(), cfg, tmp_path / "run")
+    model.learn(32, callback=cb)
+    assert [e["timesteps"] for e in cb.evaluations] == [16, 32]
+    assert all(e["success_rate"] == 1.0 and e["n_episodes"] == 2 for e in cb.evaluations)
+    assert (tmp_path / "run" / "best" / "best_model.zip").exists()
+    saved = json.loads((tmp_path / "run" / "eval" / "evaluations.json").read_text())
+    assert saved == cb.evaluations
+    assert not defines_success("dmc/walker-walk") and defines_success("metaworld/reach-v3")
+    assert evaluate_agent(model, mk(), 2, seed=0, success=False)["success_rate"] is None
+
+
+def test_bad_pixel_options_are_refused(tmp_path):
+    from pixio_robot.rl import build_agent, make_vec
+
+    with pytest.raises(ValueError, match="normalize_images"):
+        _built(tmp_path, algo_kwargs={"n_steps": 64, "policy_kwargs": {"normalize_images": False}})
+    for algo, kw in (("sac", {"n_steps": 64}), ("ppo", {"learning_rate": "abc"}), ("ppo", {"batch_size": 1})):
+        cfg = _cfg(tmp_path, algo, n_envs=1, algo_kwargs=kw)
+        env = make_vec(cfg, 1, 0)
+        with pytest.raises(ValueError, match=f"bad algo_kwargs for {algo.upper()}"):
+            build_agent(cfg, env, torch.device("cpu"))
+        env.close()
+
+
+def test_ppo_honours_share_features_extractor(tmp_path):
+    from pixio_robot.policies import AdapterConfig
+
+    for share in (False, True):
+        cfg, env, model = _built(tmp_path, share_features_extractor=share,
+                                 encoder=AdapterConfig(image_size=32, mode="finetune"))
+        p = model.policy
+        assert p.share_features_extractor is share
+        assert (p.pi_features_extractor is p.vf_features_extractor) is share
+        env.close()
+
+
+def test_upsampling_to_the_encoder_size_is_warned(tmp_path, rl_log):
+    from pixio_robot.policies import AdapterConfig
+    from pixio_robot.rl import run_rl
+
+    res = run_rl(_cfg(tmp_path, "ppo", total_timesteps=64, eval_every=0, checkpoint_every=0, eval_episodes=1,
+                      algo_kwargs={"n_steps": 32, "batch_size": 32, "n_epochs": 1}, encoder=AdapterConfig()))
+    assert "encoder.image_size=32" in rl_log.text and "4x the tokens" in rl_log.text
+    assert "the agent sees pixels" in rl_log.text and res["observation"]["state_dim"] == 0
+    assert 0 < res["learn_s"] < res["wall_s"] and res["steps_per_s"] == pytest.approx(
+        (res["timesteps"]) / res["learn_s"])
+
+
+def _interrupt_at(monkeypatch, steps):
+    from pixio_robot import rl
+
+    orig = rl.ProgressCallback._on_step
+
+    def on_step(self):
+        if self.num_timesteps >= steps:
+            raise KeyboardInterrupt
+        return orig(self)
+
+    monkeypatch.setattr(rl.ProgressCallback, "_on_step", on_step)
+    return lambda: monkeypatch.setattr(rl.ProgressCallback, "_on_step", orig)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path, monkeypatch, rl_log, algo):
+    from pixio_robot.rl import load_agent, run_rl
+
+    cfg = _cfg(tmp_path, algo, tensorboard=False)
+    undo = _interrupt_at(monkeypatch, 192)
+    with pytest.raises(KeyboardInterrupt):
+        run_rl(cfg)
+    undo()
+    run = Path(cfg.run_dir)
+    ck = run / "checkpoints" / f"{algo}_192_steps.zip"
+    assert ck.exists() and json.loads((run / "run_state.json").read_text())["status"] == "interrupted"
+    if algo == "sac":
+        assert json.loads((run / "checkpoints" / "replay_buffer.json").read_text())["timesteps"] == 192
+    res = run_rl(cfg)  # the same command again
+    assert res["resumed_from"] == str(ck) and res["resumed_at"] == 192 and res["timesteps"] >= 256
+    assert [e["timesteps"] for e in res["evaluations"]] == [128, 256]
+    if algo == "sac":
+        assert "resumed the replay buffer (19" in rl_log.text  # 191: the interrupted step was not stored
+    assert load_agent(run).num_timesteps == res["timesteps"]
+    again = run_rl(cfg)  # finished: nothing to do
+    assert again["timesteps"] == res["timesteps"] and "already finished" in rl_log.text
+
+
+def test_run_dir_of_another_run_is_refused_and_resume_false_moves_it_aside(tmp_path):
+    from pixio_robot.rl import load_agent, run_rl
+
+    cfg = _cfg(tmp_path, "ppo", total_timesteps=128, eval_every=64, checkpoint_every=0, eval_episodes=1,
+               tensorboard=False)
+    run_rl(cfg)
+    run = Path(cfg.run_dir)
+    assert load_agent(run / "best").num_timesteps in (64, 128)  # best/ holds best_model.zip
+    other = _cfg(tmp_path, "sac", run_dir=cfg.run_dir, total_timesteps=64, eval_every=0, checkpoint_every=0)
+    with pytest.raises(ValueError, match="algo: 'ppo' there, 'sac' now"):
+        run_rl(other)
+    other.resume = False
+    res = run_rl(other)
+    assert res["algo"] == "sac" and not (run / "best").exists()
+    (old,) = (run / "previous").iterdir()
+    assert (old / "best" / "best_model.zip").exists() and json.loads((old / "agent.json").read_text())["algo"] == "ppo"
+
+
+def test_cli_errors_and_ctrl_c(tmp_path):
+    """One `error:` line (exit 1) for a bad SB3 option; Ctrl-C exits 130 saying how to resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base = [sys.executable, "-m", "pixio_robot.rl", "n_envs=1", "image_size=32", "encoder.image_size=32",
+            "progress=false", "tensorboard=false", "eval_every=0", "max_episode_steps=32"]
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    r = subprocess.run(base + ["algo=sac", "+algo_kwargs.n_steps=64", f"run_dir={tmp_path / 'bad'}"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    errs = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 1 and len(errs) == 1 and "n_steps" in errs[0], r.stderr[-2000:]
+    run = tmp_path / "cc"
+    p = subprocess.Popen(base + ["total_timesteps=1000000", "+algo_kwargs.n_steps=32", "+algo_kwargs.batch_size=32",
+                                 f"run_dir={run}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (run / "run_state.json").exists():
+        time.sleep(0.5)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-2000:]
+    assert "re-run the same command to resume" in err and list((run / "checkpoints").glob("ppo_*_steps.zip"))

@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from pixio_robot.envs.base import PixelStateEnv, dict_space, refresh_exit_hook
-from pixio_robot.envs.rendering import apply_quality
+from pixio_robot.envs.rendering import apply_quality, no_gc_finalizers
 
 CORTEXBENCH_TASKS = ("walker-stand", "walker-walk", "reacher-easy", "cheetah-run", "finger-spin")
 
@@ -51,7 +51,8 @@ class DmControlMixin:
 
     def _frame(self) -> np.ndarray:
         h, w = self.image_hw
-        return self._env.physics.render(height=h, width=w, camera_id=self.camera)
+        with no_gc_finalizers():  # a collected env's EGL context must not unbind ours mid-render
+            return self._env.physics.render(height=h, width=w, camera_id=self.camera)
 
     @property
     def physics(self):

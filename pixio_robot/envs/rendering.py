@@ -10,6 +10,8 @@ off, so the project renders with ``render_quality="fast"`` unless asked for ``"d
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -135,7 +137,24 @@ def apply_quality(model, quality: str = "fast", *, min_size: tuple[int, int] | N
         model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), int(w))
 
 
-__all__ = ["BACKENDS", "QUALITIES", "apply_quality", "check_quality", "require_gl", "setup_gl"]
+__all__ = ["BACKENDS", "QUALITIES", "apply_quality", "check_quality", "no_gc_finalizers", "render_gym_mujoco",
+           "require_gl", "setup_gl"]
+
+
+@contextlib.contextmanager
+def no_gc_finalizers():
+    """No automatic garbage collection inside the block. Freeing *any* MuJoCo EGL context
+    (`mujoco.egl.GLContext.free`, run by `__del__` when the cyclic GC collects an env that was
+    dropped without `close()`) calls `eglReleaseThread`, which unbinds whatever context is current,
+    ours included; a collection between making our context current and reading the pixels back
+    would render into no context. Renders hold the collector off for their few milliseconds."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def render_gym_mujoco(env):
@@ -144,9 +163,11 @@ def render_gym_mujoco(env):
     gymnasium's off-screen viewer renders into whatever context is current; with several envs in
     one process (serial evaluation, a rebuilt crashed env) closing another env frees the current
     context and later frames come out wrong (measured: every pixel off after a second MetaWorld env
-    was created and closed). Making our own context current costs microseconds."""
+    was created and closed). Making our own context current costs microseconds; no collection may
+    run between that and the read-back (`no_gc_finalizers`)."""
     renderer = getattr(env.unwrapped, "mujoco_renderer", None)
     viewer = getattr(renderer, "viewer", None) if renderer is not None else None
-    if viewer is not None and hasattr(viewer, "make_context_current"):
-        viewer.make_context_current()
-    return env.render()
+    with no_gc_finalizers():
+        if viewer is not None and hasattr(viewer, "make_context_current"):
+            viewer.make_context_current()
+        return env.render()

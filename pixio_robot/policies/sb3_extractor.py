@@ -1,9 +1,13 @@
-"""stable-baselines3 feature extractor: the Pixio adapter on `pixels` (+ the `state` vector).
+"""stable-baselines3 feature extractor: the Pixio adapter on `pixels` (+ the `state` vector when
+`state_key` names one that the observation space holds; `python -m pixio_robot.rl` passes
+`state_key=None` for `obs=pixels`, where the env wrapper also drops `state`, and `"state"` for
+`obs=pixels_state`).
 
 SB3 calls it once per env step for the whole vectorised batch (one batched encoder call).
 SB3 moves channels-last uint8 image spaces to channels-first and divides by 255 before the
 extractor (`normalize_images=True`, the default), so `pixels` arrive as float [B,3,H,W] in [0,1];
 a frame stack [T,H,W,3] is not an SB3 image space and arrives as float [B,T,H,W,3] in [0,255].
+`normalize_images=False` would hand the adapter 0..255 floats: `pixio_robot.rl` refuses it.
 """
 
 from __future__ import annotations
