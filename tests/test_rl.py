@@ -341,3 +341,20 @@ def test_cli_errors_and_ctrl_c(tmp_path):
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err[-2000:]
     assert "re-run the same command to resume" in err and list((run / "checkpoints").glob("ppo_*_steps.zip"))
+
+
+def test_sac_target_critic_keeps_the_frozen_encoder_bit_identical(tmp_path):
+    """SB3 averages every parameter into the target critic; for a frozen encoder that rounding
+    drifted the target's copy (up to 2.4e-7): frozen parameters are now skipped, trainable ones
+    still move."""
+    from pixio_robot.rl import load_agent, run_rl
+
+    res = run_rl(_cfg(tmp_path, "sac", eval_every=0, checkpoint_every=0))
+    model = load_agent(res["run_dir"])
+    online = model.policy.actor.features_extractor.adapter.backbone.state_dict()
+    target_ext = model.policy.critic_target.features_extractor
+    target = target_ext.adapter.backbone.state_dict()
+    assert target_ext is not model.policy.actor.features_extractor
+    assert all(torch.equal(online[k], target[k]) for k in online)
+    q, q_t = model.policy.critic.q_networks[0], model.policy.critic_target.q_networks[0]
+    assert any(not torch.equal(a, b) for a, b in zip(q.parameters(), q_t.parameters()))  # still averaged
