@@ -159,6 +159,8 @@ def env_factory(cfg: RLConfig, rank: int, seed: int):
         if cfg.obs == "state":
             opts["pixels"] = False
             opts.pop("frame_stack")
+            if cfg.env_name.startswith("metaworld/"):  # its default state is the 4-d hand + gripper only
+                opts.setdefault("state", "full")
         env = make_env(cfg.env_name, **opts)
         if cfg.obs == "state":
             env = StateOnly(env)

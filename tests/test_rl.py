@@ -358,3 +358,18 @@ def test_sac_target_critic_keeps_the_frozen_encoder_bit_identical(tmp_path):
     assert all(torch.equal(online[k], target[k]) for k in online)
     q, q_t = model.policy.critic.q_networks[0], model.policy.critic_target.q_networks[0]
     assert any(not torch.equal(a, b) for a, b in zip(q.parameters(), q_t.parameters()))  # still averaged
+
+
+def test_state_agents_on_metaworld_see_the_full_state(tmp_path):
+    """MetaWorld's default state is the 4-d hand + gripper (what pixel policies add): a state-only
+    agent gets the full 39-d observation (objects and goal) unless env_options.state says otherwise."""
+    from pixio_robot.rl import env_factory
+
+    cfg = _cfg(tmp_path, "ppo", env_name="metaworld/reach-v3", obs="state")
+    env = env_factory(cfg, 0, 0)()
+    assert env.observation_space.shape == (39,)
+    env.close()
+    cfg = _cfg(tmp_path, "ppo", env_name="metaworld/reach-v3", obs="state", env_options={"state": "proprio"})
+    env = env_factory(cfg, 0, 0)()
+    assert env.observation_space.shape == (4,)
+    env.close()
