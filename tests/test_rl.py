@@ -373,3 +373,26 @@ def test_state_agents_on_metaworld_see_the_full_state(tmp_path):
     env = env_factory(cfg, 0, 0)()
     assert env.observation_space.shape == (4,)
     env.close()
+
+
+def test_frozen_encoder_features_are_reused_within_a_sac_step(tmp_path, monkeypatch):
+    """SAC hands one replay batch to the frozen encoder 5 times per gradient step (actor, critic x2,
+    next-obs actor and target critic); identical pixels reuse the features: at most 2 encoder
+    passes per step, and the run is the same as without the reuse."""
+    import pixio_robot.policies.sb3_extractor as ext_mod
+    from pixio_robot.policies.encoder_adapter import EncoderAdapter
+    from pixio_robot.rl import run_rl
+
+    calls = []
+    real = EncoderAdapter.encode
+    monkeypatch.setattr(EncoderAdapter, "encode", lambda self, x: calls.append(x.shape[0]) or real(self, x))
+    kw = dict(eval_every=0, checkpoint_every=0, total_timesteps=96)
+    res = run_rl(_cfg(tmp_path / "reuse", "sac", **kw))
+    batch = [n for n in calls if n == 16]  # the replay batches (rollouts encode 1 frame at a time)
+    steps = 96 - 64  # gradient steps after learning_starts
+    assert 0 < len(batch) <= 2 * steps, (len(batch), steps)
+    calls.clear()
+    monkeypatch.setattr(ext_mod, "FROZEN_CACHE_SIZE", 0)
+    ref = run_rl(_cfg(tmp_path / "plain", "sac", **kw))
+    assert len([n for n in calls if n == 16]) == 5 * steps
+    assert res["final"] == ref["final"]

@@ -12,11 +12,36 @@ a frame stack [T,H,W,3] is not an SB3 image space and arrives as float [B,T,H,W,
 
 from __future__ import annotations
 
+from collections import deque
+
 import gymnasium as gym
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from pixio_robot.policies.encoder_adapter import AdapterConfig, EncoderAdapter
+
+FROZEN_CACHE_SIZE = 4  # recent (input, features) pairs per frozen encoder; 0 turns the reuse off
+_FROZEN_CACHE: dict[tuple, deque] = {}
+
+
+def frozen_features(adapter: EncoderAdapter, key: tuple, x: torch.Tensor) -> torch.Tensor:
+    """`adapter.encode(x)` of a frozen encoder, reused when the same pixels were just encoded.
+
+    One SAC gradient step hands the same replay batch to the encoder five times (actor and twice
+    the critic on `obs`, actor and target critic on `next_obs`, each after its own preprocessing,
+    so as new tensors). A frozen encoder gives the same features for the same pixels, so the recent
+    inputs are kept (by reference) and compared exactly (`torch.equal`, a memory pass, far cheaper
+    than the encoder): 5 encoder passes per step become 2. `key` names the weights (digest) and
+    the preprocessing, so the target critic's copy of the encoder shares the entries."""
+    if FROZEN_CACHE_SIZE <= 0:
+        return adapter.encode(x)
+    entries = _FROZEN_CACHE.setdefault(key, deque(maxlen=FROZEN_CACHE_SIZE))
+    for seen, feats in entries:
+        if seen.shape == x.shape and seen.dtype == x.dtype and seen.device == x.device and torch.equal(seen, x):
+            return feats
+    feats = adapter.encode(x)
+    entries.append((x.detach(), feats.detach()))
+    return feats
 
 
 class PixioFeaturesExtractor(BaseFeaturesExtractor):
@@ -57,14 +82,21 @@ class PixioFeaturesExtractor(BaseFeaturesExtractor):
             raise RuntimeError("could not restore the encoder's source weights (the checkpoint changed on disk?)")
         return True
 
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.adapter.frozen:
+            return self.adapter(x)
+        if getattr(self, "_frozen_key", None) is None:  # the weights in use (after any load), once: they are frozen
+            self._frozen_key = (self.adapter.encoder_digest(), repr(self.adapter.config))
+        return self.adapter.head(frozen_features(self.adapter, self._frozen_key, x))
+
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         pix = observations[self.pixels_key]
         if pix.ndim == 5:  # (B, T, H, W, 3) float in [0, 255]
             b, t = pix.shape[:2]
             x = pix.flatten(0, 1).permute(0, 3, 1, 2) / 255.0  # (B*T, 3, H, W)
-            emb = self.adapter(x).reshape(b, -1)  # (B, T*E)
+            emb = self._embed(x).reshape(b, -1)  # (B, T*E)
         else:  # (B, 3, H, W) in [0, 1] after SB3's transpose + normalisation
-            emb = self.adapter(pix)  # (B, E)
+            emb = self._embed(pix)  # (B, E)
         if self.state_key is None:
             return emb
         state = observations[self.state_key].float().flatten(1)  # (B, S)
