@@ -30,3 +30,4 @@ bench: setup
 	$(PY) benchmarks/bench_feature_cache.py
 	$(PY) benchmarks/bench_envs.py
 	$(PY) benchmarks/bench_evaluation.py
+	$(PY) benchmarks/bench_rl_frozen.py --repeats 1
