@@ -24,9 +24,8 @@ moves the old contents aside to `previous/<time>/`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import os
-import re
 import shutil
 import signal
 import time
@@ -40,6 +39,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from pixio_robot.policies.encoder_adapter import AdapterConfig
+from pixio_robot.rl_runs import Checkpointer, atomic_save, prepare_resume, write_state
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger("pixio_robot.rl")
@@ -48,13 +48,6 @@ OBS_MODES = ("pixels", "pixels_state", "state")
 PIXEL_MODES = ("pixels", "pixels_state")
 # Replay buffers hold uint8 frames; 1M of them (SB3's default) would not fit in memory.
 PIXEL_SAC_DEFAULTS = {"buffer_size": 50_000, "learning_starts": 1_000}
-# config keys that must match for a run directory to be resumed (the rest may change between runs)
-IDENTITY_KEYS = ("algo", "env_name", "obs", "n_envs", "image_size", "camera", "frame_stack", "action_repeat",
-                 "max_episode_steps", "env_options", "encoder", "share_features_extractor", "net_arch",
-                 "algo_kwargs", "seed")
-# what a run writes into its directory (moved aside by resume=false; hydra's own files stay)
-RUN_ARTIFACTS = ("model.zip", "agent.json", "results.json", "run_state.json", "best", "eval", "checkpoints",
-                 "tb", "config.yaml", "git.txt", "command.txt")
 # an encoder run at this many times the frame's side (or more) gets a warning (4x the tokens)
 UPSAMPLE_WARN = 2
 
@@ -220,37 +213,32 @@ def _policy_kwargs(cfg: RLConfig, kwargs: dict) -> tuple[str, dict, dict]:
     return "MultiInputPolicy", policy_kwargs, kwargs
 
 
+@functools.cache
 def _sac_class():
     """SB3's SAC whose target-critic update skips frozen parameters. SB3 averages every parameter
     into the target (tau * online + (1 - tau) * target); for a frozen encoder the two are equal,
     yet the rounding moved ~5% of the target copy's weights by up to 2.4e-7 (measured), so the
     "frozen" encoder was not frozen in the target critic, and the averaging cost a copy of the
     encoder per gradient step (~8% of the update time with a tiny encoder)."""
-    global _PIXIO_SAC
-    if _PIXIO_SAC is None:
-        import stable_baselines3.sac.sac as sac_module
-        from torch import nn
+    import stable_baselines3.sac.sac as sac_module
+    from torch import nn
 
-        original = sac_module.polyak_update
+    original = sac_module.polyak_update
 
-        def trainable_only(params, target_params, tau):
-            pairs = [(p, t) for p, t in zip(params, target_params, strict=True)
-                     if not (isinstance(p, nn.Parameter) and not p.requires_grad)]  # buffers (BN stats) stay
-            original([p for p, _ in pairs], [t for _, t in pairs], tau)
+    def trainable_only(params, target_params, tau):
+        pairs = [(p, t) for p, t in zip(params, target_params, strict=True)
+                 if not (isinstance(p, nn.Parameter) and not p.requires_grad)]  # buffers (BN stats) stay
+        original([p for p, _ in pairs], [t for _, t in pairs], tau)
 
-        class PixioSAC(sac_module.SAC):
-            def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-                sac_module.polyak_update = trainable_only  # read by SAC.train at call time
-                try:
-                    super().train(gradient_steps, batch_size)
-                finally:
-                    sac_module.polyak_update = original
+    class PixioSAC(sac_module.SAC):
+        def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+            sac_module.polyak_update = trainable_only  # read by SAC.train at call time
+            try:
+                super().train(gradient_steps, batch_size)
+            finally:
+                sac_module.polyak_update = original
 
-        _PIXIO_SAC = PixioSAC
-    return _PIXIO_SAC
-
-
-_PIXIO_SAC = None
+    return PixioSAC
 
 
 def algo_class(algo: str):
@@ -404,56 +392,10 @@ class PeriodicEval(BaseCallback):
         if self.best is None or _score(entry) > _score(self.best) or not (self.run_dir / "best").is_dir():
             self.best = entry
             (self.run_dir / "best").mkdir(parents=True, exist_ok=True)
-            _atomic_save(self.model, self.run_dir / "best" / "best_model.zip")
+            atomic_save(self.model, self.run_dir / "best" / "best_model.zip")
             save_json(self.run_dir / "best" / "best.json", entry)
         save_json(self.run_dir / "eval" / "evaluations.json", self.evaluations)
         return True
-
-
-def _atomic_save(model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.zip")
-    model.save(str(tmp))
-    os.replace(tmp, path)
-
-
-CKPT_RE = re.compile(r"^(ppo|sac)_(\d+)_steps\.zip$")
-
-
-def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    d = run_dir / "checkpoints"
-    found = [(int(m.group(2)), p) for p in d.glob("*.zip") if (m := CKPT_RE.match(p.name))] if d.is_dir() else []
-    return sorted(found)
-
-
-class Checkpointer(BaseCallback):
-    """`checkpoints/<algo>_<steps>_steps.zip` every `every` env steps (0: only on `save()`), for SAC
-    with the replay buffer (`checkpoints/replay_buffer.pkl`, the latest one only)."""
-
-    def __init__(self, run_dir: Path, algo: str, every: int, replay_buffer: bool) -> None:
-        super().__init__()
-        self.dir, self.algo, self.every, self.replay_buffer = run_dir / "checkpoints", algo, every, replay_buffer
-
-    def _on_training_start(self) -> None:
-        self._next = (self.num_timesteps // self.every + 1) * self.every if self.every else None
-
-    def _on_step(self) -> bool:
-        if self._next is not None and self.num_timesteps >= self._next:
-            while self._next <= self.num_timesteps:
-                self._next += self.every
-            self.save(self.model)
-        return True
-
-    def save(self, model) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        n = int(model.num_timesteps)
-        path = self.dir / f"{self.algo}_{n}_steps.zip"
-        _atomic_save(model, path)
-        if self.replay_buffer and getattr(model, "replay_buffer", None) is not None:
-            tmp = self.dir / ".replay_buffer.tmp.pkl"
-            model.save_replay_buffer(str(tmp))
-            os.replace(tmp, self.dir / "replay_buffer.pkl")
-            (self.dir / "replay_buffer.json").write_text(json.dumps({"timesteps": n}) + "\n")
-        return path
 
 
 def _agent_meta(cfg: RLConfig, model) -> dict:
@@ -496,98 +438,7 @@ def load_agent(path: str | Path, device: str = "cpu"):
     return getattr(sb3, str(algo).upper()).load(str(zip_path), device=device)
 
 
-# ---------------------------------------------------------------- run directory: resume / refuse
-
-
-def _identity(d: dict) -> dict:
-    return {k: d.get(k) for k in IDENTITY_KEYS}
-
-
-def _read_previous_config(run_dir: Path) -> dict | None:
-    import yaml
-
-    for name in ("config.yaml", "agent.json"):
-        p = run_dir / name
-        if p.is_file():
-            try:
-                d = yaml.safe_load(p.read_text()) or {}
-            except yaml.YAMLError:
-                continue
-            return d.get("config", d) if name == "agent.json" else d
-    return None
-
-
-def _has_artifacts(run_dir: Path) -> bool:
-    return any((run_dir / a).exists() for a in ("model.zip", "best", "eval", "checkpoints", "results.json"))
-
-
-def _move_aside(run_dir: Path) -> Path | None:
-    present = [a for a in RUN_ARTIFACTS if (run_dir / a).exists()]
-    if not present:
-        return None
-    dest = run_dir / "previous" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    i = 1
-    while dest.exists():
-        dest = dest.with_name(f"{dest.name.split('.')[0]}.{i}")
-        i += 1
-    dest.mkdir(parents=True)
-    for a in present:
-        shutil.move(str(run_dir / a), str(dest / a))
-    return dest
-
-
-def prepare_resume(cfg: RLConfig, run_dir: Path) -> dict:
-    """Decide what a run into `run_dir` does: {"mode": "fresh" | "resume" | "done", ...}.
-    A run dir with artifacts of another algo / env / obs / encoder ... is refused (with the difference);
-    resume=false moves the old contents to `previous/<time>/` (nothing is deleted)."""
-    from pixio_robot.utils.run import to_plain
-
-    if not run_dir.is_dir() or not _has_artifacts(run_dir):
-        return {"mode": "fresh"}
-    if not cfg.resume:
-        dest = _move_aside(run_dir)
-        log.info("rl: resume=false: moved the previous contents of %s to %s", run_dir, dest)
-        return {"mode": "fresh", "moved_to": str(dest)}
-    old = _read_previous_config(run_dir)
-    new = _identity(to_plain(cfg))
-    if old is None:
-        raise ValueError(f"run_dir={run_dir} holds RL outputs without a config.yaml, so it cannot be resumed: "
-                         "choose another run_dir= or pass resume=false to move them aside")
-    old = _identity(old)
-    diff = []
-    for k in IDENTITY_KEYS:
-        a, b = old[k], new[k]
-        if a == b:
-            continue
-        if k == "encoder" and isinstance(a, dict) and isinstance(b, dict):  # name the encoder keys that differ
-            diff += [f"encoder.{j}: {a.get(j)!r} there, {b.get(j)!r} now" for j in sorted({*a, *b})
-                     if a.get(j) != b.get(j)]
-        else:
-            diff.append(f"{k}: {a!r} there, {b!r} now")
-    if diff:
-        raise ValueError(f"run_dir={run_dir} holds another run ({'; '.join(diff)}): choose another run_dir=, "
-                         "or pass resume=false to move its contents to previous/ and start afresh")
-    state_p = run_dir / "run_state.json"
-    state = json.loads(state_p.read_text()) if state_p.is_file() else {}
-    results_p = run_dir / "results.json"
-    if state.get("status") == "done" and results_p.is_file() and (run_dir / "model.zip").is_file():
-        done_steps = int(state.get("timesteps", 0))
-        if done_steps >= cfg.total_timesteps:
-            return {"mode": "done", "results": json.loads(results_p.read_text())}
-        cands = [(done_steps, run_dir / "model.zip")]
-    else:
-        cands = []
-    cands += _checkpoints(run_dir)
-    if not cands:
-        log.warning("rl: %s holds outputs of an unfinished run but no checkpoint: starting afresh over them "
-                    "(resume=false moves them aside first)", run_dir)
-        return {"mode": "fresh"}
-    steps, path = max(cands, key=lambda c: c[0])
-    return {"mode": "resume", "path": path, "timesteps": steps}
-
-
 def _load_for_resume(cfg: RLConfig, plan: dict, env, device, tb: str | None):
-
     algo_cls = algo_class(cfg.algo)
     model = algo_cls.load(str(plan["path"]), env=env, device=device, tensorboard_log=tb)
     if cfg.algo == "sac":
@@ -601,12 +452,6 @@ def _load_for_resume(cfg: RLConfig, plan: dict, env, device, tb: str | None):
             log.warning("rl: no replay buffer saved with %s: SAC resumes with an empty buffer "
                         "(checkpoint_replay_buffer=true saves it with checkpoints)", plan["path"])
     return model
-
-
-def _write_state(run_dir: Path, status: str, timesteps: int, **extra) -> None:
-    from pixio_robot.utils.io import save_json
-
-    save_json(run_dir / "run_state.json", {"status": status, "timesteps": int(timesteps), **extra})
 
 
 def run_rl(cfg: RLConfig) -> dict:
@@ -662,7 +507,7 @@ def run_rl(cfg: RLConfig) -> dict:
     digest_before = extractor.source_digest if cfg.obs in PIXEL_MODES else None
     start_steps = int(model.num_timesteps)
     remaining = cfg.total_timesteps - start_steps
-    _write_state(run_dir, "training", start_steps)
+    write_state(run_dir, "training", start_steps)
     t_learn = time.perf_counter()
     if remaining > 0:
         try:
@@ -672,7 +517,7 @@ def run_rl(cfg: RLConfig) -> dict:
             old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the save short
             try:
                 path = ckpt.save(model)
-                _write_state(run_dir, "interrupted", model.num_timesteps, checkpoint=str(path))
+                write_state(run_dir, "interrupted", model.num_timesteps, checkpoint=str(path))
                 log.warning("rl: interrupted at step %d: saved %s; re-run the same command to resume",
                             model.num_timesteps, path)
             finally:
@@ -688,10 +533,10 @@ def run_rl(cfg: RLConfig) -> dict:
                 raise
             raise _bad_kwargs(cfg, e) from e
     learn_s = time.perf_counter() - t_learn
-    _atomic_save(model, run_dir / "model.zip")
+    atomic_save(model, run_dir / "model.zip")
     meta = _agent_meta(cfg, model)
     save_json(run_dir / "agent.json", meta)
-    _write_state(run_dir, "finishing", model.num_timesteps)
+    write_state(run_dir, "finishing", model.num_timesteps)
     final = evaluate_agent(model, eval_env, cfg.eval_episodes, seed=cfg.seed + 10_000,
                            success=defines_success(cfg.env_name))
     evals = eval_cb.evaluations if eval_cb is not None else []
@@ -711,7 +556,7 @@ def run_rl(cfg: RLConfig) -> dict:
                "wall_s": time.perf_counter() - t0, "learn_s": learn_s, "saved_to": cfg.save_path}
     results["steps_per_s"] = trained / learn_s if trained > 0 and learn_s > 0 else None
     save_json(run_dir / "results.json", results)
-    _write_state(run_dir, "done", model.num_timesteps)
+    write_state(run_dir, "done", model.num_timesteps)
     env.close()
     eval_env.close()
     fmt = "n/a" if final["success_rate"] is None else f"{final['success_rate']:.2f}"

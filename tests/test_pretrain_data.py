@@ -201,24 +201,32 @@ def test_crop_params_and_quotas():
     assert list(mix_quotas([3, 1], 16)) == [12, 4] and list(mix_quotas([1, 1, 1], 10)).count(3) == 2
 
 
-def test_lerobot_frames_source(tmp_path):
+def _two_camera_dataset(root: Path, cams: tuple[str, str], shape, dtype: str, steps: int, frame) -> Path:
+    """A 2-episode LeRobotDataset (real lerobot) with two cameras; `frame(ep, t)` gives both images."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    shape = (40, 48, 3)
-    feat = {"dtype": "image", "shape": shape, "names": ["height", "width", "channels"]}
-    features = {"observation.image": feat, "observation.wrist": dict(feat),
-                "action": {"dtype": "float32", "shape": (2,), "names": None}}
-    root = tmp_path / "ds"
-    ds = LeRobotDataset.create("local/pretrain_test", fps=10, features=features, root=root, use_videos=False)
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(2):
-        for _ in range(3):
-            frames.append((rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 256, shape, dtype=np.uint8)))
-            ds.add_frame({"observation.image": frames[-1][0], "observation.wrist": frames[-1][1],
-                          "action": np.zeros(2, np.float32), "task": "test"})
+    feat = {"dtype": dtype, "shape": shape, "names": ["height", "width", "channels"]}
+    features = {cams[0]: feat, cams[1]: dict(feat), "action": {"dtype": "float32", "shape": (2,), "names": None}}
+    ds = LeRobotDataset.create("local/two_cameras", fps=10, features=features, root=root, use_videos=dtype == "video")
+    for ep in range(2):
+        for t in range(steps):
+            a, b = frame(ep, t)
+            ds.add_frame({cams[0]: a, cams[1]: b, "action": np.zeros(2, np.float32), "task": "test"})
         ds.save_episode()
     ds.finalize()
+    return root
+
+
+def test_lerobot_frames_source(tmp_path):
+    shape = (40, 48, 3)
+    rng = np.random.default_rng(0)
+    frames = []
+
+    def frame(ep, t):
+        frames.append((rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 256, shape, dtype=np.uint8)))
+        return frames[-1]
+
+    root = _two_camera_dataset(tmp_path / "ds", ("observation.image", "observation.wrist"), shape, "image", 3, frame)
     src = build_sources({"lr": SourceConfig(type="lerobot", path=str(root))})[0]
     assert len(src) == 12 and src.cameras == ["observation.image", "observation.wrist"]
     assert src.sample_id(5) == "lr/2/observation.wrist"
@@ -339,20 +347,11 @@ def test_lerobot_video_source_decodes_one_camera_and_says_why_frames_fail(tmp_pa
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     shape = (32, 48, 3)
-    feat = {"dtype": "video", "shape": shape, "names": ["height", "width", "channels"]}
-    features = {"observation.images.top": feat, "observation.images.wrist": dict(feat),
-                "action": {"dtype": "float32", "shape": (2,), "names": None}}
-    root = tmp_path / "vid"
-    ds = LeRobotDataset.create("local/pretrain_video", fps=10, features=features, root=root, use_videos=True)
-    for ep in range(2):
-        for t in range(4):
-            ds.add_frame({"observation.images.top": np.full(shape, 40 * t + 10, np.uint8),
-                          "observation.images.wrist": np.full(shape, 200 - 30 * ep, np.uint8),
-                          "action": np.zeros(2, np.float32), "task": "test"})
-        ds.save_episode()
-    ds.finalize()
+    root = _two_camera_dataset(tmp_path / "vid", ("observation.images.top", "observation.images.wrist"), shape,
+                               "video", 4, lambda ep, t: (np.full(shape, 40 * t + 10, np.uint8),
+                                                          np.full(shape, 200 - 30 * ep, np.uint8)))
     src = build_sources({"lr": SourceConfig(type="lerobot", path=str(root))})[0]
-    ref = LeRobotDataset("local/pretrain_video", root=root, video_backend="pyav")
+    ref = LeRobotDataset("local/two_cameras", root=root, video_backend="pyav")
     calls = []
     real = video_utils.decode_video_frames
     monkeypatch.setattr(video_utils, "decode_video_frames", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))
