@@ -162,11 +162,13 @@ def test_journal_without_crash_is_a_no_op(tmp_path):
 def test_load_frames_reads_files_holding_several_episodes(tmp_path):
     """Datasets written by lerobot in one session (e.g. from the hub) pack episodes into one mp4;
     load_frames must cut them at the right frames and match lerobot's decoder."""
+    from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     feats = demo_features((24, 32), 3, 2)
     feats["observation.images.top"] = feats.pop("observation.image")
-    ds = LeRobotDataset.create("local/packed", 10, feats, root=tmp_path / "ds", use_videos=True, vcodec="h264")
+    ds = LeRobotDataset.create("local/packed", 10, feats, root=tmp_path / "ds", use_videos=True,
+                               rgb_encoder=RGBEncoderConfig(vcodec="h264"))
     for e, n in enumerate([4, 7, 5]):
         for t in range(n):
             ds.add_frame({"observation.images.top": np.full((24, 32, 3), 20 * t + 60 * e, np.uint8),

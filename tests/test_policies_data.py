@@ -128,8 +128,9 @@ def test_load_demos_state_and_action_keys(altstate_dataset, caplog, monkeypatch)
 def test_load_demos_uses_the_pretraining_video_backend(tiny_dataset):
     from pixio_robot.policies.demos import load_demos
 
-    assert load_demos(str(tiny_dataset)).dataset.video_backend == "pyav"  # as pretraining's data config
-    assert load_demos(str(tiny_dataset), video_backend="torchcodec").dataset.video_backend == "torchcodec"
+    # lerobot 0.6 keeps the decoder choice as LeRobotDataset._video_backend (no public accessor)
+    assert load_demos(str(tiny_dataset)).dataset._video_backend == "pyav"  # as pretraining's data config
+    assert load_demos(str(tiny_dataset), video_backend="torchcodec").dataset._video_backend == "torchcodec"
 
 
 def test_load_frames_documents_states_none_without_state(tmp_path):

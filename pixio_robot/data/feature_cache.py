@@ -129,6 +129,8 @@ class LeRobotFrames:
             return
         from lerobot.datasets.video_utils import decode_video_frames
 
+        from pixio_robot.data.lerobot_io import dataset_video_backend
+
         cols = hf.with_format("numpy", columns=["episode_index", "timestamp"])[:]
         ep_idx, ts = cols["episode_index"], cols["timestamp"]
         starts = np.flatnonzero(np.r_[True, ep_idx[1:] != ep_idx[:-1]])
@@ -140,7 +142,7 @@ class LeRobotFrames:
             path = self.ds.root / self.ds.meta.get_video_file_path(ep, self.key)
             for i in range(s, e, batch_size):
                 q = [shift + float(t) for t in ts[i:min(i + batch_size, e)]]
-                frames = decode_video_frames(path, q, self.ds.tolerance_s, self.ds.video_backend)
+                frames = decode_video_frames(path, q, self.ds.tolerance_s, dataset_video_backend(self.ds))
                 yield self._to_uint8(frames.reshape(-1, *frames.shape[-3:]))
 
 

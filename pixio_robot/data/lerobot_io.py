@@ -1,6 +1,6 @@
 """LeRobotDataset v3 writing (crash-safe appends) and fast array reading.
 
-Writing: :class:`DemoWriter` adds whole episodes to a dataset on disk with lerobot 0.4.4
+Writing: :class:`DemoWriter` adds whole episodes to a dataset on disk with lerobot 0.6
 (``LeRobotDataset.create`` / ``add_frame`` / ``save_episode`` / ``finalize``). Each episode is
 committed on its own: its own parquet / mp4 / episode-metadata files (no earlier file is
 rewritten), writers closed after it. Before a commit the small ``meta/`` folder and a list of
@@ -38,9 +38,18 @@ def default_repo_id(root: str | Path) -> str:
     return f"local/{Path(root).resolve().name}"
 
 
+_ONE_FILE_PER_EPISODE_MB = 1e-9
+
+
 def video_backend() -> str:
     """``torchcodec`` when ffmpeg is installed (it needs the system libraries), else ``pyav``."""
     return "torchcodec" if shutil.which("ffmpeg") else "pyav"
+
+
+def dataset_video_backend(ds) -> str:
+    """The decoder a ``LeRobotDataset`` was opened with (lerobot 0.6 keeps it as ``_video_backend``,
+    with no public accessor; it is what ``ds[i]`` decodes with, so frames decoded here match it)."""
+    return getattr(ds, "_video_backend", None) or video_backend()
 
 
 def open_dataset(root: str | Path, repo_id: str | None = None, **kw):
@@ -104,8 +113,10 @@ class DemoWriter:
         self.num_episodes = self._meta_info()["total_episodes"] if info_path.is_file() else 0
 
     def _open(self):
-        """The writing session: kept open across episodes (re-opening re-reads every episode's
-        metadata, which grows with the dataset), created or re-opened from disk when needed."""
+        """The writing session of one episode: created, or re-opened with lerobot's
+        ``LeRobotDataset.resume`` (lerobot 0.6 finalizes a dataset for good, so every episode
+        commits with ``finalize()`` and the next one resumes)."""
+        from lerobot.configs.video import RGBEncoderConfig
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
         if self._ds is not None:
@@ -113,15 +124,18 @@ class DemoWriter:
         if not (self.root / "meta" / "info.json").is_file():
             use_videos = any(v["dtype"] == "video" for v in self.features.values())
             ds = LeRobotDataset.create(self.repo_id, self.fps, self.features, root=self.root,
-                                       robot_type=self.robot_type, use_videos=use_videos, vcodec=self.vcodec,
+                                       robot_type=self.robot_type, use_videos=use_videos,
+                                       rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec),
                                        metadata_buffer_size=1)
         else:
-            ds = LeRobotDataset(self.repo_id, root=self.root, video_backend=video_backend(), vcodec=self.vcodec)
+            ds = LeRobotDataset.resume(self.repo_id, root=self.root, video_backend=video_backend(),
+                                       rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec))
             ds.meta.metadata_buffer_size = 1
-        # A file limit of 0 MB makes lerobot start new data / video / episode-metadata files for
-        # every episode, so a commit never rewrites (or concatenates into) an earlier file.
-        ds.meta.info["data_files_size_in_mb"] = 0
-        ds.meta.info["video_files_size_in_mb"] = 0
+        # A tiny file limit makes lerobot start new data / video / episode-metadata files for every
+        # episode, so a commit never rewrites (or concatenates into) an earlier file. (lerobot 0.6
+        # refuses 0; the limit is stored in info.json, and any later writer keeps one file per episode.)
+        ds.meta.update_chunk_settings(data_files_size_in_mb=_ONE_FILE_PER_EPISODE_MB,
+                                      video_files_size_in_mb=_ONE_FILE_PER_EPISODE_MB)
         self._ds = ds
         return ds
 
@@ -150,6 +164,7 @@ class DemoWriter:
                 ds.add_frame({**fr, "task": task})
             ds.save_episode(parallel_encoding=False)
             ds.finalize()  # close the parquet writers: the episode's files are complete on disk
+            self._ds = None  # lerobot 0.6: a finalized dataset takes no more frames; resume() reopens it
         except BaseException:  # Ctrl-C or an error mid-save: roll back to the last whole episode
             self._ds = None  # its in-memory state no longer matches the disk
             try:

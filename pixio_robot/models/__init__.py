@@ -1,14 +1,18 @@
 """Pixio models: encoder, MAE (decoder + block masking + loss), registry, checkpoint I/O."""
 
 from pixio_robot.models.checkpoint import load_encoder, load_model, save_encoder, save_model
-from pixio_robot.models.config import DecoderConfig, EncoderConfig, MAEConfig, MaskConfig
+from pixio_robot.models.config import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DecoderConfig,
+    EncoderConfig,
+    MAEConfig,
+    MaskConfig,
+)
 from pixio_robot.models.encoder import PixioEncoder
 from pixio_robot.models.mae import PixioMAE
 from pixio_robot.models.masking import BlockMasking
 from pixio_robot.models.registry import create_model, list_models
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 __all__ = [
     "IMAGENET_MEAN",

@@ -46,12 +46,25 @@ def _save(module: nn.Module, directory: str | Path, arch: str, config) -> Path:
     return directory
 
 
-def save_encoder(encoder: PixioEncoder, directory: str | Path) -> Path:
-    """Write `directory/model.safetensors` + `directory/config.json` (a PixioMAE: its encoder)."""
+def save_encoder(encoder: PixioEncoder, directory: str | Path, format: str = "pixio") -> Path:
+    """Write `directory/model.safetensors` + `directory/config.json` (a PixioMAE: its encoder).
+
+    `format="pixio"`: the project's own layout; `format="transformers"`: a Hugging Face
+    `PixioModel` directory (`transformers.AutoModel.from_pretrained(directory)` loads it, and so
+    does `load_encoder`)."""
     if isinstance(encoder, PixioMAE):
         encoder = encoder.encoder
     if not isinstance(encoder, PixioEncoder):
         raise TypeError(f"save_encoder needs a PixioEncoder (or a PixioMAE), got {type(encoder).__name__}")
+    if format == "transformers":
+        from pixio_robot.models.hf import save_transformers
+
+        directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise FileExistsError(f"{directory} is a file; saving writes a directory")
+        return save_transformers(encoder, directory)
+    if format != "pixio":
+        raise ValueError(f"save_encoder format must be 'pixio' or 'transformers', got {format!r}")
     return _save(encoder, directory, "pixio_encoder", encoder.config)
 
 

@@ -196,13 +196,15 @@ class LeRobotSource(Source):
             return self._columns[key][frame][key]
         from lerobot.datasets.video_utils import decode_video_frames
 
+        from pixio_robot.data.lerobot_io import dataset_video_backend
+
         if self._index is None:
             cols = ds.hf_dataset.with_format("numpy", columns=["episode_index", "timestamp"])[:]
             self._index = (cols["episode_index"], cols["timestamp"])
         ep, ts = int(self._index[0][frame]), float(self._index[1][frame])
         shift = float(ds.meta.episodes[ep][f"videos/{key}/from_timestamp"])
         path = ds.root / ds.meta.get_video_file_path(ep, key)
-        frames = decode_video_frames(path, [shift + ts], ds.tolerance_s, ds.video_backend)
+        frames = decode_video_frames(path, [shift + ts], ds.tolerance_s, dataset_video_backend(ds))
         return frames.reshape(-1, *frames.shape[-3:])[0]
 
     def __getstate__(self) -> dict:
