@@ -79,8 +79,12 @@ def test_report_numbers_and_files(tmp_path):
     by = {(r["encoder"], r["task"], r["which"]): r for r in rows}
     r = by[("pixio", "metaworld/hammer-v3", "final")]
     assert r["score"] == pytest.approx(75.0) and r["n_seeds"] == 2 and r["n_episodes"] == 20
-    lo, hi = wilson_interval(15, 20)
-    assert (r["lo"], r["hi"]) == pytest.approx((100 * lo, 100 * hi))
+    assert r["ci"] == "bootstrap95 over 2 seeds x episodes" and r["lo"] < 75.0 < r["hi"]
+    one_seed = aggregate([x for x in recs if x["seed"] == 1])
+    r1 = next(x for x in one_seed if (x["encoder"], x["task"], x["which"]) == ("pixio", "metaworld/hammer-v3", "final"))
+    k = round(r1["score"] / 10)  # successes of 10 episodes
+    lo, hi = wilson_interval(k, 10)  # one seed: Wilson on its episodes
+    assert (r1["lo"], r1["hi"]) == pytest.approx((100 * lo, 100 * hi)) and r1["ci"].startswith("wilson95")
     assert by[("pixio", "average", "best")]["score"] == pytest.approx(90.0)
     assert by[("random", "average", "final")]["score"] == pytest.approx(35.0)
     assert by[("random", "average", "final")]["n_episodes"] == 40
@@ -107,7 +111,9 @@ def test_return_metric():
              "status": "done"} for s, v in ((1, 400.0), (2, 600.0))]
     rows = aggregate(recs, metric="return", return_scale=1000.0)
     final = next(r for r in rows if r["task"] == "dmc/walker-walk" and r["which"] == "final")
-    assert final["score"] == pytest.approx(50.0) and final["lo"] < 50 < final["hi"]
-    assert final["ci"].startswith("t95")
+    # two seeds (0.4, 0.6): resampled means are 0.4 / 0.5 / 0.6 with probability 1/4, 1/2, 1/4, so the
+    # 2.5% and 97.5% percentiles are exactly 40 and 60
+    assert final["score"] == pytest.approx(50.0) and (final["lo"], final["hi"]) == (pytest.approx(40.0), pytest.approx(60.0))
+    assert final["ci"] == "bootstrap95 over 2 seeds"
     one = aggregate(recs[:1], metric="return", return_scale=1000.0)  # one seed: no zero-width "interval"
     assert all(np.isnan(r["lo"]) for r in one) and "[n/a]" in markdown_table(one)

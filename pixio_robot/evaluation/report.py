@@ -3,10 +3,14 @@ then write a markdown table, a long-format CSV and grouped bar charts (matplotli
 
 Two numbers per (task, encoder), as PIXIO.md asks: `best` = the best success seen during
 training (CortexBench's convention; optimistic, it picks the max over checkpoints) and `final` =
-the success of the last checkpoint. Scores are percentages. Success intervals are Wilson 95% on
-the episodes pooled over seeds; return-based suites (DMC: score = return / return_scale * 100)
-use a t interval over seeds (none with one seed). The average over tasks carries the mean of the
-tasks' bounds, so it always contains its score, also when cells are missing.
+the success of the last checkpoint. Scores are percentages. Per task, with two or more training
+seeds the interval is the two-level stratified bootstrap over seeds x episodes
+(`pixio_robot.evaluation.stats`); with one seed it is Wilson 95% on that seed's episodes (a
+bootstrap of 0/10 successes would claim [0, 0]). Return-based suites (DMC: score = return /
+return_scale * 100) bootstrap seeds only. The average over tasks carries the stratified bootstrap
+interval of that mean (tasks are strata: seeds and episodes are resampled within each task), and
+the report adds the interquartile mean and paired encoder comparisons (probability of
+improvement, rliable's protocol) with a sentence on whether each difference is resolved.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pixio_robot.evaluation.metrics import mean_interval, wilson_interval
+from pixio_robot.evaluation import stats
+from pixio_robot.evaluation.metrics import wilson_interval
 from pixio_robot.utils.io import atomic_write_text, save_json
 
 WHICH = ("best", "final")
@@ -31,16 +36,19 @@ def _score(rec: dict, which: str, metric: str, return_scale: float) -> float:
     return 100.0 * float(rec[f"{which}_return"]) / return_scale
 
 
-def _interval(recs: list[dict], scores: list[float], which: str, metric: str) -> tuple[float, float, str]:
-    if metric == "success":
+def _interval(recs: list[dict], cells: stats.TaskCells | None, summary: dict | None, metric: str
+              ) -> tuple[float, float, str]:
+    n_seeds = len(recs)
+    if metric == "success" and n_seeds < 2:
         n = sum(int(r.get("n_eval_episodes", 0)) for r in recs)
-        s = sum(round(float(r[f"{which}_success"]) * int(r.get("n_eval_episodes", 0))) for r in recs)
-        lo, hi = wilson_interval(s, n)
-        return 100 * lo, 100 * hi, f"wilson95 over {n} episodes"
-    if len(scores) < 2:  # a t interval needs two seeds; do not print a zero-width one
-        return float("nan"), float("nan"), "t95 needs >= 2 seeds"
-    lo, hi = mean_interval(scores)
-    return lo, hi, f"t95 over {len(scores)} seeds"
+        s = round(float(cells.scores.sum() * cells.episodes.sum())) if cells is not None else 0
+        lo, hi = wilson_interval(min(s, n), n)
+        return 100 * lo, 100 * hi, f"wilson95 over {n} episodes (1 seed)"
+    if metric != "success" and n_seeds < 2:  # seeds are the only level: one seed gives no interval
+        return float("nan"), float("nan"), "bootstrap needs >= 2 seeds"
+    lo, hi = summary["lo"], summary["hi"]
+    level = "seeds x episodes" if metric == "success" else "seeds"
+    return 100 * lo, 100 * hi, f"bootstrap95 over {n_seeds} {level}"
 
 
 def aggregate(records: list[dict], metric: str = "success", return_scale: float = 1.0) -> list[dict]:
@@ -54,31 +62,47 @@ def aggregate(records: list[dict], metric: str = "success", return_scale: float 
     encoders = list(dict.fromkeys(r["encoder"] for r in done))
     tasks = list(dict.fromkeys(r["task"] for r in done))
     rows = []
-    for enc in encoders:
-        for which in WHICH:
-            task_means, task_los, task_his, all_recs = [], [], [], []
+    for which in WHICH:
+        cells = stats.cells_from_records(done, which, metric, return_scale)
+        for enc in encoders:
+            summary = stats.summarize(cells[enc])
+            all_recs = []
             for task in tasks:
                 recs = groups.get((enc, task), [])
                 if not recs:
                     continue
-                scores = [_score(r, which, metric, return_scale) for r in recs]
-                lo, hi, method = _interval(recs, scores, which, metric)
-                mean = float(np.mean(scores))
-                rows.append({"encoder": enc, "task": task, "which": which, "score": mean, "lo": lo, "hi": hi,
-                             "seed_std": float(np.std(scores)), "n_seeds": len(recs),
+                lo, hi, method = _interval(recs, cells[enc][task], summary["tasks"][task], metric)
+                scores = 100 * cells[enc][task].scores
+                rows.append({"encoder": enc, "task": task, "which": which, "score": float(scores.mean()),
+                             "lo": lo, "hi": hi, "seed_std": float(np.std(scores)), "n_seeds": len(recs),
                              "n_episodes": sum(int(r.get("n_eval_episodes", 0)) for r in recs), "ci": method})
-                task_means.append(mean)
-                task_los.append(lo)
-                task_his.append(hi)
                 all_recs += recs
-            if task_means:  # the mean over tasks, with the mean of the tasks' bounds (contains it; conservative)
-                rows.append({"encoder": enc, "task": AVERAGE, "which": which, "score": float(np.mean(task_means)),
-                             "lo": float(np.mean(task_los)), "hi": float(np.mean(task_his)),
-                             "seed_std": float("nan"), "n_seeds": len(all_recs),
-                             "n_episodes": sum(int(r.get("n_eval_episodes", 0)) for r in all_recs),
-                             "ci": f"mean of the tasks' {method.split(' over')[0]} bounds",
-                             "n_tasks": len(task_means), "of_tasks": len(tasks)})
-    return rows
+            lo, hi = summary["mean_ci"]
+            single = metric != "success" and len(all_recs) == summary["n_tasks"]  # one seed per task: no interval
+            rows.append({"encoder": enc, "task": AVERAGE, "which": which, "score": 100 * summary["mean"],
+                         "lo": float("nan") if single else 100 * lo, "hi": float("nan") if single else 100 * hi,
+                         "iqm": 100 * summary["iqm"], "iqm_lo": 100 * summary["iqm_ci"][0],
+                         "iqm_hi": 100 * summary["iqm_ci"][1], "seed_std": float("nan"),
+                         "n_seeds": len(all_recs),
+                         "n_episodes": sum(int(r.get("n_eval_episodes", 0)) for r in all_recs),
+                         "ci": "stratified bootstrap95 over tasks' seeds x episodes",
+                         "n_tasks": summary["n_tasks"], "of_tasks": len(tasks)})
+    order = {(e, w): i for i, (e, w) in enumerate((e, w) for e in encoders for w in WHICH)}
+    return sorted(rows, key=lambda r: order[(r["encoder"], r["which"])])
+
+
+def comparisons(records: list[dict], metric: str = "success", return_scale: float = 1.0) -> list[dict]:
+    """Every pair of encoders, best and final: paired differences, PoI, and a sentence each."""
+    done = [r for r in records if r.get("status", "done") == "done"]
+    encoders = list(dict.fromkeys(r["encoder"] for r in done))
+    out = []
+    for which in WHICH:
+        cells = stats.cells_from_records(done, which, metric, return_scale)
+        for i, a in enumerate(encoders):
+            for b in encoders[i + 1:]:
+                cmp = stats.compare(cells[a], cells[b])
+                out.append({"which": which, "a": a, "b": b, **cmp, "text": stats.describe(a, b, cmp)})
+    return out
 
 
 def markdown_table(rows: list[dict], title: str = "Benchmark") -> str:
@@ -105,11 +129,19 @@ def markdown_table(rows: list[dict], title: str = "Benchmark") -> str:
             name = f"**{task}**" if task == AVERAGE else task
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
+    iqm_rows = [r for r in rows if r["task"] == AVERAGE and "iqm" in r]
+    if iqm_rows:
+        out += ["## Interquartile mean over all runs (rliable)", "", "| encoder | best | final |", "|---|---|---|"]
+        for enc in encoders:
+            cell = {r["which"]: f"{r['iqm']:.1f} [{r['iqm_lo']:.1f}, {r['iqm_hi']:.1f}]"
+                    for r in iqm_rows if r["encoder"] == enc}
+            out.append(f"| {enc} | {cell.get('best', '-')} | {cell.get('final', '-')} |")
+        out.append("")
     methods = sorted({r["ci"].split(" over")[0] for r in rows if r["task"] != AVERAGE})
     seeds = sorted({r["n_seeds"] for r in rows if r["task"] != AVERAGE})
     seeds_txt = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} (some cells missing or failed)"
-    out.append(f"Scores in %, 95% intervals ({', '.join(methods)}; the average row: the mean over tasks with the "
-               f"mean of the tasks' bounds); seeds per cell: {seeds_txt if seeds else 0}.")
+    out.append(f"Scores in %, 95% intervals ({', '.join(methods)}; the average row: the mean over tasks with its "
+               f"stratified bootstrap interval); seeds per cell: {seeds_txt if seeds else 0}.")
     return "\n".join(out) + "\n"
 
 
@@ -162,11 +194,15 @@ def write_report(records: list[dict], out_dir: str | Path, *, title: str = "Benc
     paths = {"markdown": out_dir / "results.md", "csv": out_dir / "results.csv", "json": out_dir / "results.json"}
     failed = [r["key"] for r in records if r.get("status") == "failed"]
     md = markdown_table(rows, title)
+    cmps = comparisons(records, metric, return_scale)
+    if cmps:
+        md += "\n## Paired comparisons (by seed and task; 95% paired stratified bootstrap)\n\n"
+        md += "".join(f"- {c['which']}: {c['text']}\n" for c in cmps)
     if failed:
         md += f"\nFailed cells (re-run to retry): {', '.join(failed)}\n"
     atomic_write_text(paths["markdown"], md)
     atomic_write_text(paths["csv"], buf.getvalue())
-    save_json(paths["json"], {"rows": rows, "failed": failed})
+    save_json(paths["json"], {"rows": rows, "comparisons": cmps, "failed": failed})
     for which in WHICH:
         paths[which] = bar_chart(rows, which, out_dir / f"{which}.png", f"{title}: {which}")
     return paths
