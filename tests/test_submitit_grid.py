@@ -1,0 +1,36 @@
+"""Benchmark cells as cluster jobs: hydra's submitit launcher, tested for real with its local
+executor (each cell a real process), sharing the demo and feature caches under their locks."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+pytest.importorskip("metaworld")
+
+
+@pytest.mark.slow
+def test_two_cell_submitit_local_multirun_writes_both_cells(tmp_path):
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "pixio_robot.benchmark", "-m", "hydra/launcher=submitit_local",
+           "hydra.launcher.timeout_min=15", "hydra.launcher.cpus_per_task=1",
+           "suite=quick", "tasks=[metaworld/drawer-open-v3]", "suite.seeds=[100,200]", "suite.n_demos=2",
+           "suite.epochs=1", "suite.eval_every=1", "suite.eval_episodes=1", "n_envs=1", "cell=0,1",
+           f"output_dir={out}", f"data_root={tmp_path / 'demos'}", f"cache_dir={tmp_path / 'cache'}",
+           "progress=false", "num_threads=1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    cells = sorted((out / "cells").glob("*.json"))
+    recs = [json.loads(p.read_text()) for p in cells]
+    assert len(recs) == 2 and {r["seed"] for r in recs} == {100, 200}
+    assert all(r["status"] == "done" and r["n_eval_episodes"] == 1 for r in recs)
+    # two jobs, two processes: submitit wrote one log folder per job with the job's own pid
+    logs = list((out / "multirun").rglob("*_log.out"))
+    assert len(logs) == 2, logs
+    # one demo set for both (shared under its lock): collected once, 2 episodes
+    info = json.loads(next((tmp_path / "demos").rglob("meta/info.json")).read_text())
+    assert info["total_episodes"] == 2
