@@ -1,0 +1,1 @@
+"""Hydra config root of `python -m pixio_robot.probe`."""

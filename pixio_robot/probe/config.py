@@ -1,0 +1,58 @@
+"""Schema of `python -m pixio_robot.probe` (stored in hydra's ConfigStore as `probe_schema`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+from pixio_robot.evaluation.suites import EncoderSpec
+
+
+@dataclass
+class ProbeConfig:
+    """Frozen-feature probes against simulator ground truth for a set of encoders."""
+
+    # The encoders to probe (as the benchmark's: source pixio | checkpoint | timm, name, path).
+    encoders: list[EncoderSpec] = field(default_factory=lambda: [EncoderSpec(label="pixio_test_random")])
+    # MetaWorld tasks the probe set is rendered from.
+    tasks: list[str] = field(default_factory=lambda: ["metaworld/drawer-open-v3", "metaworld/button-press-topdown-v3"])
+    episodes: int = 21  # episodes per task (noisy scripted expert); the last test_episodes are held out
+    test_episodes: int = 5
+    train_sizes: list[int] = field(default_factory=lambda: [1, 4, 16])  # training episodes per probe fit
+    steps: int = 150  # steps per episode
+    every: int = 5  # keep every n-th frame
+    image_size: int = 64  # rendered side (the encoder resizes to its own size)
+    camera: str = "corner2"
+    noise: float = 0.3  # std of the Gaussian noise on the expert's actions (varied states)
+    seed: int = 0
+    transfer: bool = True  # cross-task cells: fit on the other tasks, test on each
+    floors: bool = True  # raw-pixel floor, and a random init of every trained encoder's architecture
+    pixels_side: int = 16  # the pixel floor's downsampled image side
+    dense_stride: int = 4  # dense probe: predicted pixels per patch side (then bilinear upsampling)
+    bootstrap_reps: int = 1000
+    batch_size: int = 64
+    device: str = "cpu"
+    set_root: str | None = None  # probe-set cache (default ~/.cache/pixio_robot/probe_sets)
+    output_dir: str = "runs/probe"
+    force: bool = False  # re-run finished cells
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.test_episodes < 2:
+            raise ValueError(f"test_episodes must be >= 2 (intervals resample them), got {self.test_episodes}")
+        if not self.train_sizes or min(self.train_sizes) < 1:
+            raise ValueError(f"train_sizes must be positive episode counts, got {self.train_sizes}")
+        if max(self.train_sizes) > self.episodes - self.test_episodes:
+            raise ValueError(f"train_sizes {self.train_sizes} need {max(self.train_sizes)} training episodes but "
+                             f"episodes={self.episodes} - test_episodes={self.test_episodes} leaves "
+                             f"{self.episodes - self.test_episodes}: raise episodes")
+        bad = [t for t in self.tasks if not t.startswith("metaworld/")]
+        if bad:
+            raise ValueError(f"probe sets are rendered from MetaWorld tasks (metaworld/<task>-v3); got {bad}")
+        if self.every < 1 or self.steps < self.every:
+            raise ValueError(f"need 1 <= every <= steps, got every={self.every}, steps={self.steps}")
+        self.train_sizes = sorted(set(self.train_sizes))
+
+
+ConfigStore.instance().store(name="probe_schema", node=ProbeConfig)
