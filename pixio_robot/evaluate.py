@@ -145,7 +145,9 @@ def main() -> None:
         with user_errors():
             run_evaluate(to_config(dcfg), HydraConfig.get().runtime.output_dir)
 
-    _app()
+    from pixio_robot.utils.cli import run_app
+
+    run_app(_app)
 
 
 if __name__ == "__main__":

@@ -455,7 +455,16 @@ def _load_for_resume(cfg: RLConfig, plan: dict, env, device, tb: str | None):
 
 
 def run_rl(cfg: RLConfig) -> dict:
-    """Train an SB3 agent (or resume one); returns final/best evaluation, frozen-encoder check and paths."""
+    """Train an SB3 agent (or resume one); returns final/best evaluation, frozen-encoder check and paths.
+    The run directory is locked for the whole run (a second process into it is refused)."""
+    from pixio_robot.utils.rundir import run_dir_lock
+
+    run_dir = Path(cfg.run_dir or Path("runs/rl") / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    with run_dir_lock(run_dir):
+        return _run_rl(cfg, run_dir)
+
+
+def _run_rl(cfg: RLConfig, run_dir: Path) -> dict:
     from stable_baselines3.common.callbacks import CallbackList
 
     from pixio_robot.train import resolve_device
@@ -465,7 +474,6 @@ def run_rl(cfg: RLConfig) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     t0 = time.perf_counter()
-    run_dir = Path(cfg.run_dir or Path("runs/rl") / time.strftime("%Y-%m-%d_%H-%M-%S"))
     plan = prepare_resume(cfg, run_dir)
     if plan["mode"] == "done":
         res = plan["results"]
@@ -588,7 +596,9 @@ def main() -> None:
             res = run_rl(cfg)
         print({k: res[k] for k in ("final", "best_success", "timesteps", "model_path", "saved_to")})
 
-    _main()
+    from pixio_robot.utils.cli import run_app
+
+    run_app(_main)
 
 
 if __name__ == "__main__":

@@ -147,10 +147,20 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     Returns a summary (losses, throughput, curation counts, paths)."""
     device = _device(cfg)
     _set_threads(cfg, device)
-    rank, world, main = udist.rank(), udist.world_size(), udist.is_main()
+    world, main = udist.world_size(), udist.is_main()
     if cfg.plan_only:
         return plan_run(cfg, device, world)
     run_dir = Path(cfg.run_dir)
+    if not main:  # only rank 0 writes the run directory, so only it holds the lock
+        return _pretrain(cfg, device, run_dir)
+    from pixio_robot.utils.rundir import run_dir_lock
+
+    with run_dir_lock(run_dir):
+        return _pretrain(cfg, device, run_dir)
+
+
+def _pretrain(cfg: PretrainConfig, device: torch.device, run_dir: Path) -> dict:
+    rank, world, main = udist.rank(), udist.world_size(), udist.is_main()
     ckpt_root = run_dir / "checkpoints"
     check_run_dir(cfg, run_dir, ckpt_root, _model_config)
     micro, accum = _batch_math(cfg, world, device)
