@@ -435,12 +435,22 @@ def load_agent(path: str | Path, device: str = "cpu"):
         from pixio_robot.envs.experts import sb3_algo_of
 
         algo = sb3_algo_of(zip_path)
-    return getattr(sb3, str(algo).upper()).load(str(zip_path), device=device)
+    from pixio_robot.utils.io import clean_torch_error
+
+    try:
+        return getattr(sb3, str(algo).upper()).load(str(zip_path), device=device)
+    except Exception as e:
+        raise clean_torch_error(e, zip_path) from None
 
 
 def _load_for_resume(cfg: RLConfig, plan: dict, env, device, tb: str | None):
     algo_cls = algo_class(cfg.algo)
-    model = algo_cls.load(str(plan["path"]), env=env, device=device, tensorboard_log=tb)
+    from pixio_robot.utils.io import clean_torch_error
+
+    try:
+        model = algo_cls.load(str(plan["path"]), env=env, device=device, tensorboard_log=tb)
+    except Exception as e:
+        raise clean_torch_error(e, plan["path"]) from None
     if cfg.algo == "sac":
         ckdir = Path(plan["path"]).parent
         buf, buf_meta = ckdir / "replay_buffer.pkl", ckdir / "replay_buffer.json"
