@@ -127,7 +127,8 @@ def _train_config(cfg: BenchmarkConfig, cell: Cell, enc: EncoderSpec, root: Path
                         # success-scored suites lose nothing by ending episodes at success
                         stop_on_success=s.metric == "success"),
         cache_dir=cfg.cache_dir, device=cfg.device, seed=cell.seed, num_threads=cfg.num_threads,
-        run_dir=str(run_dir), tensorboard=cfg.tensorboard, progress=cfg.progress)
+        # run_grid re-runs a cell only when it is not finished under these settings: move the old one aside
+        run_dir=str(run_dir), resume=False, tensorboard=cfg.tensorboard, progress=cfg.progress)
 
 
 def cell_fingerprint(cfg: BenchmarkConfig, cell: Cell) -> str:
@@ -174,10 +175,21 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell) -> dict:
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> dict:
-    """Run (or resume) the grid, or one cell of it, then write the report from every finished cell."""
-    from pixio_robot.utils.run import prepare_run_dir
+    """Run (or resume) the grid, or one cell of it, then write the report from every finished cell.
+    The whole grid locks `output_dir`; a single `cell=` job locks only that cell's run dir."""
 
     out = Path(cfg.output_dir)
+    if cfg.cell is not None:  # one job of a multirun: its cell's run dir is locked by train; jobs share `out`
+        return _run_benchmark(cfg, out)
+    from pixio_robot.utils.rundir import run_dir_lock
+
+    with run_dir_lock(out):
+        return _run_benchmark(cfg, out)
+
+
+def _run_benchmark(cfg: BenchmarkConfig, out: Path) -> dict:
+    from pixio_robot.utils.run import prepare_run_dir
+
     prepare_run_dir(out, cfg)
     cells = grid_cells(cfg)
     todo = cells
@@ -234,7 +246,9 @@ def main() -> None:
                                f"{', '.join(summary['failed'][:5])}{' ...' if len(summary['failed']) > 5 else ''}; "
                                f"each error is in {cfg.output_dir}/cells/<cell>.json. Re-running retries them")
 
-    _app()
+    from pixio_robot.utils.cli import run_app
+
+    run_app(_app)
 
 
 if __name__ == "__main__":

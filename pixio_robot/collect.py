@@ -9,6 +9,7 @@ Interrupt it at any time; re-running the same command keeps the saved episodes a
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,17 +59,30 @@ ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
 
 
 def run_collect(cfg: CollectConfig, run_dir: str | Path | None = None) -> dict:
-    """Collect demonstrations as `cfg` says; returns {root, episodes, frames, attempts, successes}."""
-    from pixio_robot.data.collect import collect_demos
-    from pixio_robot.data.lerobot_io import read_collect_info
+    """Collect demonstrations as `cfg` says; returns {root, episodes, frames, attempts, successes}.
+    The dataset root and the run directory are locked for the whole collection."""
     from pixio_robot.envs import parse_name
-    from pixio_robot.utils.io import save_json
     from pixio_robot.utils.run import prepare_run_dir
+    from pixio_robot.utils.rundir import run_dir_lock
 
     parse_name(cfg.env)  # clear error (known names, close matches) before anything is written
-    if run_dir is not None:
-        prepare_run_dir(run_dir, cfg)
-    root = collect_demos(cfg.env, cfg.episodes, cfg.resolved_root(), image_size=cfg.image_size, camera=cfg.camera,
+    root = Path(cfg.resolved_root()).expanduser()
+    with contextlib.ExitStack() as locks:
+        # the dataset root is locked by a file beside it (lerobot creates the root itself), the same
+        # file the benchmark's cells wait on; the run directory by its own lock file
+        locks.enter_context(run_dir_lock(root, lock_path=root.parent / f".{root.name}.lock"))
+        if run_dir is not None:
+            locks.enter_context(run_dir_lock(run_dir))
+            prepare_run_dir(run_dir, cfg)
+        return _collect(cfg, root, run_dir)
+
+
+def _collect(cfg: CollectConfig, root: Path, run_dir) -> dict:
+    from pixio_robot.data.collect import collect_demos
+    from pixio_robot.data.lerobot_io import read_collect_info
+    from pixio_robot.utils.io import save_json
+
+    root = collect_demos(cfg.env, cfg.episodes, root, image_size=cfg.image_size, camera=cfg.camera,
                          seed=cfg.seed, only_success=cfg.only_success, expert=cfg.expert_path, repo_id=cfg.repo_id,
                          append=cfg.append, use_videos=cfg.use_videos, max_episode_steps=cfg.max_episode_steps,
                          steps_after_success=cfg.steps_after_success, max_attempts=cfg.max_attempts,
@@ -96,8 +110,9 @@ def _app(cfg: DictConfig) -> None:
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pixio_robot.envs  # noqa: F401  (chooses the GL backend before mujoco is imported)
+    from pixio_robot.utils.cli import run_app
 
-    _app()
+    run_app(_app)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,13 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict
     if not env:
         raise ValueError(f"no env given and none recorded in {policy_dir}/config.json: pass env=<name>, "
                          "e.g. env=metaworld/drawer-open-v3")
+    from pixio_robot.envs import parse_name
+    from pixio_robot.envs.registry import unknown_env_short
+
+    try:
+        parse_name(env)
+    except ValueError:
+        raise ValueError(unknown_env_short(env)) from None
     image_size = int(cfg.image_size or defaults.get("image_size") or 128)
     camera = cfg.camera or defaults.get("camera")
     out = Path(cfg.output_dir or run_dir or Path("runs/evaluate") / time.strftime("%Y-%m-%d_%H-%M-%S"))
@@ -145,7 +152,9 @@ def main() -> None:
         with user_errors():
             run_evaluate(to_config(dcfg), HydraConfig.get().runtime.output_dir)
 
-    _app()
+    from pixio_robot.utils.cli import run_app
+
+    run_app(_app)
 
 
 if __name__ == "__main__":

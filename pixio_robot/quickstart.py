@@ -275,7 +275,9 @@ def main() -> None:
         with user_errors("re-run the same command to resume (finished steps are kept)"):
             run_quickstart(to_config(dcfg))
 
-    _app()
+    from pixio_robot.utils.cli import run_app
+
+    run_app(_app)
 
 
 if __name__ == "__main__":

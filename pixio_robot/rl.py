@@ -435,12 +435,22 @@ def load_agent(path: str | Path, device: str = "cpu"):
         from pixio_robot.envs.experts import sb3_algo_of
 
         algo = sb3_algo_of(zip_path)
-    return getattr(sb3, str(algo).upper()).load(str(zip_path), device=device)
+    from pixio_robot.utils.io import clean_torch_error
+
+    try:
+        return getattr(sb3, str(algo).upper()).load(str(zip_path), device=device)
+    except Exception as e:
+        raise clean_torch_error(e, zip_path) from None
 
 
 def _load_for_resume(cfg: RLConfig, plan: dict, env, device, tb: str | None):
     algo_cls = algo_class(cfg.algo)
-    model = algo_cls.load(str(plan["path"]), env=env, device=device, tensorboard_log=tb)
+    from pixio_robot.utils.io import clean_torch_error
+
+    try:
+        model = algo_cls.load(str(plan["path"]), env=env, device=device, tensorboard_log=tb)
+    except Exception as e:
+        raise clean_torch_error(e, plan["path"]) from None
     if cfg.algo == "sac":
         ckdir = Path(plan["path"]).parent
         buf, buf_meta = ckdir / "replay_buffer.pkl", ckdir / "replay_buffer.json"
@@ -455,7 +465,16 @@ def _load_for_resume(cfg: RLConfig, plan: dict, env, device, tb: str | None):
 
 
 def run_rl(cfg: RLConfig) -> dict:
-    """Train an SB3 agent (or resume one); returns final/best evaluation, frozen-encoder check and paths."""
+    """Train an SB3 agent (or resume one); returns final/best evaluation, frozen-encoder check and paths.
+    The run directory is locked for the whole run (a second process into it is refused)."""
+    from pixio_robot.utils.rundir import run_dir_lock
+
+    run_dir = Path(cfg.run_dir or Path("runs/rl") / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    with run_dir_lock(run_dir):
+        return _run_rl(cfg, run_dir)
+
+
+def _run_rl(cfg: RLConfig, run_dir: Path) -> dict:
     from stable_baselines3.common.callbacks import CallbackList
 
     from pixio_robot.train import resolve_device
@@ -465,7 +484,6 @@ def run_rl(cfg: RLConfig) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     t0 = time.perf_counter()
-    run_dir = Path(cfg.run_dir or Path("runs/rl") / time.strftime("%Y-%m-%d_%H-%M-%S"))
     plan = prepare_resume(cfg, run_dir)
     if plan["mode"] == "done":
         res = plan["results"]
@@ -588,7 +606,9 @@ def main() -> None:
             res = run_rl(cfg)
         print({k: res[k] for k in ("final", "best_success", "timesteps", "model_path", "saved_to")})
 
-    _main()
+    from pixio_robot.utils.cli import run_app
+
+    run_app(_main)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,18 +100,9 @@ def _has_artifacts(run_dir: Path) -> bool:
 
 
 def _move_aside(run_dir: Path) -> Path | None:
-    present = [a for a in RUN_ARTIFACTS if (run_dir / a).exists()]
-    if not present:
-        return None
-    dest = run_dir / "previous" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    i = 1
-    while dest.exists():
-        dest = dest.with_name(f"{dest.name.split('.')[0]}.{i}")
-        i += 1
-    dest.mkdir(parents=True)
-    for a in present:
-        shutil.move(str(run_dir / a), str(dest / a))
-    return dest
+    from pixio_robot.utils.rundir import move_aside
+
+    return move_aside(run_dir, RUN_ARTIFACTS)
 
 
 def prepare_resume(cfg: RLConfig, run_dir: Path) -> dict:

@@ -81,6 +81,7 @@ class TrainConfig:
     seed: int = 0
     num_threads: int | None = None
     run_dir: str | None = None  # default: hydra's run dir, or runs/train/<timestamp>
+    resume: bool = True  # false: move an earlier run's outputs in run_dir to previous/<time>/ first
     tensorboard: bool = True
     progress: bool = True
 
@@ -212,8 +213,58 @@ def _log_dataset(demo) -> None:
              len(demo.episodes), len(demo), demo.fps)
 
 
+# config keys that may change between runs into one run_dir (speed and logging knobs); every other
+# key decides the result, and a finished run with other values is not overwritten
+TRAIN_FREE_KEYS = ("run_dir", "resume", "progress", "tensorboard", "device", "num_threads", "encode_batch_size",
+                   "cache_dir", "use_cache", "eval.n_envs", "eval.vector_mode", "eval.n_videos")
+# what a run writes into its directory (moved aside by resume=false; hydra's own files stay)
+TRAIN_ARTIFACTS = ("policy", "policy_best", "results.json", "tb", "config.yaml", "git.txt", "command.txt")
+
+
+def check_train_dir(cfg: TrainConfig, run_dir: Path) -> dict | None:
+    """The run-dir guard, before anything is written: returns the saved results when the same run
+    already finished there (nothing to do), None to train. Outputs of a run with other settings are
+    refused with the differences; `resume=false` moves them to `previous/<time>/`; an unfinished run
+    with the same settings (training has no checkpoints) is moved aside and trained again."""
+    from pixio_robot.utils.run import to_plain
+    from pixio_robot.utils.rundir import config_diff, move_aside, read_config, refuse_message
+
+    if not any((run_dir / a).exists() for a in ("policy", "policy_best", "results.json", "tb")):
+        return None  # nothing of a run here (at most the config of a launch that failed on its inputs)
+    if not cfg.resume:
+        dest = move_aside(run_dir, TRAIN_ARTIFACTS)
+        log.warning("train: resume=false: moved the earlier outputs of %s to %s", run_dir, dest)
+        return None
+    old = read_config(run_dir)
+    if old is None:
+        raise ValueError(f"run_dir={run_dir} holds training outputs without a readable config.yaml: choose another "
+                         "run_dir=, or pass resume=false to move them to previous/<time>/")
+    diffs = config_diff(old, to_plain(cfg), TRAIN_FREE_KEYS)
+    if diffs:
+        raise ValueError(refuse_message(run_dir, diffs))
+    results = run_dir / "results.json"
+    if results.is_file() and (run_dir / "policy" / "model.safetensors").is_file():
+        import json
+
+        log.info("train: %s already holds this finished run: nothing to do (resume=false trains it again)", run_dir)
+        return json.loads(results.read_text())
+    dest = move_aside(run_dir, TRAIN_ARTIFACTS)
+    log.warning("train: %s holds an unfinished run with these settings (no checkpoints to resume): moved its outputs "
+                "to %s and training again", run_dir, dest)
+    return None
+
+
 def run_train(cfg: TrainConfig) -> dict:
-    """Train an imitation policy; returns best/final success, losses and the saved policy dirs."""
+    """Train an imitation policy; returns best/final success, losses and the saved policy dirs.
+    The run directory is locked and guarded (`check_train_dir`)."""
+    from pixio_robot.utils.rundir import run_dir_lock
+
+    run_dir = Path(cfg.run_dir or Path("runs/train") / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    with run_dir_lock(run_dir):
+        return _run_train(cfg, run_dir)
+
+
+def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
     from pixio_robot.data.feature_cache import FeatureCache, LeRobotFrames
     from pixio_robot.policies import PolicySpec, make_policy, save_policy
     from pixio_robot.policies.demos import DemoBatcher, load_demos
@@ -232,7 +283,9 @@ def run_train(cfg: TrainConfig) -> dict:
         torch.set_num_threads(cfg.num_threads)
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
-    run_dir = Path(cfg.run_dir or Path("runs/train") / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    done = check_train_dir(cfg, run_dir)
+    if done is not None:
+        return done
     prepare_run_dir(run_dir, cfg)
     device = resolve_device(cfg.device)
 
@@ -367,7 +420,9 @@ def main() -> None:
         keys = ("best_success", "final_success", "final_train_loss", "final_val_loss", "cache", "policy_dir")
         print({k: res[k] for k in keys})
 
-    _main()
+    from pixio_robot.utils.cli import run_app
+
+    run_app(_main)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,12 @@ class SB3Expert:
         if obs not in (None, "state"):
             raise ValueError(f"{path} was trained on obs={obs}: an expert acts on the env's state vector; "
                              "train it with `python -m pixio_robot.rl obs=state ...`")
-        self.model = getattr(stable_baselines3, algo).load(str(path), device="cpu")
+        from pixio_robot.utils.io import clean_torch_error
+
+        try:
+            self.model = getattr(stable_baselines3, algo).load(str(path), device="cpu")
+        except Exception as e:
+            raise clean_torch_error(e, path) from None
         self.deterministic = deterministic
         space = self.model.observation_space
         self._keys = list(space.spaces) if hasattr(space, "spaces") else None

@@ -114,12 +114,27 @@ def list_envs(pattern: str = "*") -> list[str]:
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
-def _unknown(name: str) -> ValueError:
+def close_envs(name: str) -> list[str]:
+    """Known env names close to `name` (also a bare task name without its family)."""
     known = list_envs()
     close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
     if not close and "/" not in name:  # a bare task name: look for it under each family
         close = [n for n in known if n.split("/", 1)[1].lower() == name.lower()]
         close += difflib.get_close_matches(name, [n.split("/", 1)[1] for n in known], n=3, cutoff=0.6)
+    return close
+
+
+def unknown_env_short(name: str) -> str:
+    """One line for an unknown env: the close matches and how to list every name (not all of them)."""
+    close = close_envs(name)
+    hint = f" (did you mean {' / '.join(close)}?)" if close else ""
+    return (f"unknown env {name!r}{hint}; names are '<family>/<task>' with family in {sorted(FAMILIES)}; "
+            f"pixio_robot.envs.list_envs() lists all {len(list_envs())}")
+
+
+def _unknown(name: str) -> ValueError:
+    known = list_envs()
+    close = close_envs(name)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return ValueError(f"Unknown env {name!r}.{hint} Names are '<family>/<task>' with family in "
                       f"{sorted(FAMILIES)}. Known envs ({len(known)}): {', '.join(known)}")

@@ -169,12 +169,9 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu",
         load_state_dict_strict(encoder, sd, str(path))
         return encoder.to(map_location)
     if path.suffix in (".pth", ".pt", ".bin"):
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"cannot read {path} with torch.load(weights_only=True) "
-                             f"({str(e).strip().splitlines()[0][:200]}): the file is truncated, not a checkpoint, "
-                             "or holds pickled objects (not loaded, for safety)") from e
+        from pixio_robot.utils.io import load_tensors
+
+        raw = load_tensors(path)
         if not isinstance(raw, dict):
             raise ValueError(f"{path} holds a {type(raw).__name__}, not a state dict")
         sd = to_official(raw)

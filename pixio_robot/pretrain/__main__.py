@@ -37,7 +37,9 @@ def _app(cfg: DictConfig) -> None:
 def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    _app()
+    from pixio_robot.utils.cli import run_app
+
+    run_app(_app)
 
 
 if __name__ == "__main__":

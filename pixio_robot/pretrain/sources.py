@@ -24,7 +24,7 @@ from PIL import Image
 
 from pixio_robot.pretrain.config import SourceConfig
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
 
 
 class CorruptSample(Exception):
@@ -35,9 +35,43 @@ class SourceError(ValueError):
     """A source that cannot be used at all (missing, empty, or filtered to nothing)."""
 
 
+# images decoded from a high-bit-depth mode in this process (the stream attributes them to sources)
+DECODE_COUNTS = {"high_bit_depth": 0}
+HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def high_bit_to_uint8(im: Image.Image) -> np.ndarray:
+    """A PIL image of a mode above 8 bits per channel -> uint8 [H, W, 3] by the range of its type
+    (`convert("RGB")` would saturate: a 16-bit grey of 30000 becomes 255):
+    - I;16* (16-bit unsigned): value >> 8 (value * 255 / 65535 rounded down to the top byte);
+    - I (32-bit signed): when every value lies in 0..65535 (how PIL opens 16-bit PNG / TIFF data) the
+      16-bit rule; else negatives -> 0 and value >> 23 (the int32 maximum maps to 255);
+    - F (float): values in [0, 1] -> round(value * 255); an image with values above 1 is divided by
+      its own maximum first; NaN and negatives -> 0.
+    Grey images are repeated to 3 channels."""
+    a = np.asarray(im)
+    if im.mode == "F":
+        f = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
+        top = float(f.max()) if f.size else 0.0
+        if top > 1.0:
+            f = f / top
+        out = np.rint(f * 255.0).astype(np.uint8)
+    else:
+        a = a.astype(np.int64)
+        if im.mode.startswith("I;16") or (a.size and a.min() >= 0 and a.max() <= 0xFFFF):
+            out = (a.clip(0, 0xFFFF) >> 8).astype(np.uint8)
+        else:
+            out = (a.clip(0, 2**31 - 1) >> 23).astype(np.uint8)
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)  # (H, W, 3)
+    return np.ascontiguousarray(out[:, :, :3])
+
+
 def decode_image(data: bytes | str | Path, draft: Callable[[int, int], tuple[int, int] | None] | None = None
                  ) -> np.ndarray:
     """Bytes or a path -> RGB uint8 [H, W, 3]; truncated / corrupt files raise CorruptSample.
+    Every PIL mode decodes: 8-bit ones (1, L, LA, P, PA, RGBA, CMYK, YCbCr, ...) by `convert("RGB")`
+    (alpha dropped), 16-bit / 32-bit / float ones by `high_bit_to_uint8` (counted in DECODE_COUNTS).
 
     `draft(width, height)` may return a size the caller needs no more pixels than: a JPEG then
     decodes at 1/2, 1/4 or 1/8 scale in libjpeg's DCT (PIL's `draft`, the largest reduction that
@@ -49,6 +83,9 @@ def decode_image(data: bytes | str | Path, draft: Callable[[int, int], tuple[int
                 if want is not None:
                     im.draft("RGB", want)
             im.load()
+            if im.mode in HIGH_BIT_MODES:
+                DECODE_COUNTS["high_bit_depth"] += 1
+                return high_bit_to_uint8(im)
             # convert() copies even an RGB image (a 1024x768 JPEG: 12.5 ms -> 8.9 ms without the copy, 2 cores)
             return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:

@@ -28,7 +28,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from pixio_robot.pretrain.config import CurationConfig, DataConfig
 from pixio_robot.pretrain.curation import STAT_KEYS, Curator, entropy_draft, histogram_entropy
-from pixio_robot.pretrain.sources import CorruptSample, Source, SourceError, decode_image
+from pixio_robot.pretrain.sources import DECODE_COUNTS, CorruptSample, Source, SourceError, decode_image
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -217,6 +217,9 @@ class PretrainStream(IterableDataset):
         drops = [0] * len(self.sources)
         first_error = None
         last = dict.fromkeys(STAT_KEYS, 0)
+        corrupt_seen: set[str] = set()  # distinct corrupt files this lane met (draws are counted apart)
+        new_corrupt: list[str] = []
+        converted = [0] * len(self.sources)  # high-bit-depth images decoded, per source, since the last batch
         while True:
             imgs = np.empty((self.batch_size, 3, self.img_size, self.img_size), dtype=np.uint8)
             noise = np.empty((self.batch_size, self.noise_dim), dtype=np.float32)
@@ -237,11 +240,16 @@ class PretrainStream(IterableDataset):
                 if curator.keep_by_loss(sid, pass_):
                     load = (lambda d, i=idx, sc=src: sc.load(i, d)) if idx >= 0 else \
                         (lambda d, r=raw: decode_image(r, d))
+                    high_bit = DECODE_COUNTS["high_bit_depth"]
                     try:
                         img, entropy = decode_for_crop(load, crop, self.data.jpeg_draft,
                                                        bool(self.curation.entropy_threshold))
+                        converted[s] += DECODE_COUNTS["high_bit_depth"] > high_bit
                     except CorruptSample as e:
                         curator.stats["corrupt"] += 1
+                        if sid not in corrupt_seen:
+                            corrupt_seen.add(sid)
+                            new_corrupt.append(sid)
                         if first_error is None:  # say why once per worker; later ones are counted
                             first_error = f"{src.describe()}: sample {sid}: {e}"
                             log.warning("skipping a sample that does not load (%s); further ones are counted as "
@@ -269,7 +277,9 @@ class PretrainStream(IterableDataset):
             batch = {"images": torch.from_numpy(imgs), "noise": torch.from_numpy(noise),
                      "lane": torch.tensor(lane), "num_lanes": torch.tensor(num_lanes),
                      "state": torch.tensor([pos] + [counts[s] for s in self.streaming], dtype=torch.int64),
-                     "stats": torch.tensor(delta, dtype=torch.int64)}
+                     "stats": torch.tensor(delta, dtype=torch.int64),
+                     "converted": torch.tensor(converted, dtype=torch.int64), "corrupt_ids": new_corrupt}
+            new_corrupt, converted = [], [0] * len(self.sources)
             if self.with_ids:
                 batch["ids"] = ids
             yield batch
@@ -278,8 +288,12 @@ class PretrainStream(IterableDataset):
 class LaneTracker:
     """Keeps the latest position of every lane (from the batches consumed) for checkpoints."""
 
-    def __init__(self, num_lanes: int, num_streaming: int, saved: dict | None = None) -> None:
+    def __init__(self, num_lanes: int, num_streaming: int, saved: dict | None = None,
+                 sources: list[Source] | None = None) -> None:
         self.num_lanes = num_lanes
+        self.sources = list(sources or [])
+        self.converted = [0] * len(self.sources)  # high-bit-depth images decoded, per source
+        self.corrupt_files: dict[str, None] = {}  # distinct corrupt sample ids, in the order met
         self.states: dict[int, list[int]] = {}
         self.restarted = False
         if saved and saved.get("states"):
@@ -296,6 +310,13 @@ class LaneTracker:
         self.states[int(batch["lane"])] = batch["state"].tolist()
         for k, v in zip(STAT_KEYS, batch["stats"].tolist()):
             self.totals[k] += v
+        self.corrupt_files.update(dict.fromkeys(batch.get("corrupt_ids", ())))
+        if "converted" in batch and self.sources:
+            for i, n in enumerate(batch["converted"].tolist()):
+                if n and not self.converted[i]:
+                    log.info("%s: decoding 16-bit / 32-bit / float images to 8 bits by the range of their type "
+                             "(16-bit: value >> 8); the count is in results.json", self.sources[i].describe())
+                self.converted[i] += n
 
     def state_dict(self, rank: int = 0, world_size: int = 1) -> dict:
         """Positions of this rank's lanes (lane // lanes-per-rank == rank): the other ranks' entries

@@ -147,10 +147,20 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     Returns a summary (losses, throughput, curation counts, paths)."""
     device = _device(cfg)
     _set_threads(cfg, device)
-    rank, world, main = udist.rank(), udist.world_size(), udist.is_main()
+    world, main = udist.world_size(), udist.is_main()
     if cfg.plan_only:
         return plan_run(cfg, device, world)
     run_dir = Path(cfg.run_dir)
+    if not main:  # only rank 0 writes the run directory, so only it holds the lock
+        return _pretrain(cfg, device, run_dir)
+    from pixio_robot.utils.rundir import run_dir_lock
+
+    with run_dir_lock(run_dir):
+        return _pretrain(cfg, device, run_dir)
+
+
+def _pretrain(cfg: PretrainConfig, device: torch.device, run_dir: Path) -> dict:
+    rank, world, main = udist.rank(), udist.world_size(), udist.is_main()
     ckpt_root = run_dir / "checkpoints"
     check_run_dir(cfg, run_dir, ckpt_root, _model_config)
     micro, accum = _batch_math(cfg, world, device)
@@ -188,7 +198,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     optimizer = build_optimizer(raw, cfg.optim, peak_lr)
     engine = Engine(model, raw, optimizer, device=device, amp=cfg.amp, clip_grad=cfg.optim.clip_grad, accum=accum)
 
-    start, saved_data, loss_start, prior = 0, None, None, {"curation": None, "history": []}
+    start, saved_data, loss_start = 0, None, None
+    prior = {"curation": None, "history": [], "corrupt_files": [], "converted": {}}
     candidates = find_resumable(ckpt_root) if cfg.resume else []
     for ckpt in candidates:
         try:
@@ -197,7 +208,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
             log.warning("could not load %s (%s); trying an older checkpoint", ckpt, str(e).splitlines()[0][:300])
             continue
         start, saved_data, loss_start = state["step"], state["data"], state.get("loss_start")
-        prior = {"curation": state.get("curation_totals"), "history": state.get("loss_history", [])}
+        prior = {"curation": state.get("curation_totals"), "history": state.get("loss_history", []),
+                 "corrupt_files": state.get("corrupt_files", []), "converted": state.get("high_bit_depth", {})}
         if state["rng"] is not None:
             set_rng_state(state["rng"])
         log.info("resumed from %s (step %d)", ckpt, start)
@@ -210,7 +222,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
 
     num_workers = cfg.data.num_workers
     streaming = [i for i, s in enumerate(sources) if not s.indexed]
-    tracker = LaneTracker(world * max(num_workers, 1), len(streaming), saved_data)
+    tracker = LaneTracker(world * max(num_workers, 1), len(streaming), saved_data, sources=sources)
+    tracker.corrupt_files.update(dict.fromkeys(prior["corrupt_files"]))
+    tracker.converted = [int(prior["converted"].get(src.name, 0)) for src in sources]
     if tracker.restarted:
         log.warning("the saved data position is for another rank / worker layout; continuing after it")
     stream = PretrainStream(sources, cfg.data, cfg.curation, seed=cfg.seed, img_size=cfg.model.img_size,
@@ -300,7 +314,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
                "curation": totals, "keep_rate": keep_rate(totals), "run_dir": str(run_dir),
                "encoder_dir": str(encoder_dir) if encoder_dir else None, "loss_history": history,
                "world_size": world}
+    files = _file_stats(tracker)
     if main:
+        summary.update(_report_files(files, totals["corrupt"], run_dir))
         log.info("curation: %s (keep rate %.3f)", ", ".join(f"{k}={v}" for k, v in totals.items()), keep_rate(totals))
         if loss_start is not None and loss_end is not None:
             log.info("loss: start %.4f -> end %.4f", loss_start, loss_end)
@@ -446,8 +462,39 @@ def _checkpoint(ckpt_root: Path, step: int, model, raw, optimizer, tracker: Lane
                      **({"distill_dims": raw.dims} if cfg.distill.teacher else {}),
                      "model_config": dataclasses.asdict(raw.config), "run_config": to_plain(cfg),
                      "loss_history": reports.history,
-                     "curation_totals": _reduce_stats(tracker.totals, device, prior_totals)}, cfg.keep_last,
+                     "curation_totals": _reduce_stats(tracker.totals, device, prior_totals),
+                     **_file_stats(tracker)}, cfg.keep_last,
                     sharded=cfg.ckpt_format == "sharded")
+
+
+def _file_stats(tracker: LaneTracker) -> dict:
+    """Distinct corrupt files and high-bit-depth images per source, of all ranks (collective)."""
+    corrupt: dict[str, None] = {}
+    for part in _gather(list(tracker.corrupt_files)):
+        corrupt.update(dict.fromkeys(part))
+    converted = [sum(col) for col in zip(*_gather(tracker.converted))] if tracker.converted else []
+    return {"corrupt_files": list(corrupt),
+            "high_bit_depth": {src.name: int(n) for src, n in zip(tracker.sources, converted)}}
+
+
+def _report_files(stats: dict, draws: int, run_dir: Path) -> dict:
+    """Log the distinct corrupt files (the first few by name; all in corrupt_files.txt) and the
+    high-bit-depth conversions per source; returns the results.json entries."""
+    from pixio_robot.utils.io import atomic_write_text
+
+    files = stats["corrupt_files"]
+    out = {"corrupt_files": len(files), "corrupt_draws": draws, "high_bit_depth_converted": stats["high_bit_depth"]}
+    if files:
+        path = run_dir / "corrupt_files.txt"
+        atomic_write_text(path, "".join(f"{f}\n" for f in files))
+        more = f" (+{len(files) - 5} more)" if len(files) > 5 else ""
+        log.warning("%d corrupt file(s) skipped (%d draws of them): %s%s; the full list is in %s", len(files), draws,
+                    ", ".join(files[:5]), more, path)
+        out["corrupt_files_list"] = str(path)
+    for name, n in stats["high_bit_depth"].items():
+        if n:
+            log.info("source %r: %d high-bit-depth image decode(s) converted to 8 bits by their range", name, n)
+    return out
 
 
 def _reduce_stats(totals: dict, device: torch.device, prior: dict | None = None) -> dict:

@@ -7,6 +7,9 @@
   line saying what is wrong and what to do (the message the code raised) and exit status 1,
   instead of a traceback; Ctrl-C ends with status 130 and a line saying how to resume.
   `HYDRA_FULL_ERROR=1` shows the traceback as well.
+- `run_app(app)`: runs a `@hydra.main` app so that what fails before the task function is one
+  line too: `stpes=5` (no `+`) says "did you mean steps?" as `+stpes=5` does, and a run directory
+  hydra cannot create or log into names the path instead of a logging-config traceback.
 """
 
 from __future__ import annotations
@@ -73,6 +76,71 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("pixio_or", lambda value, default: default if value in (None, "") else value)
 
 
+# set beside HYDRA_FULL_ERROR=1 when run_app set it (to catch hydra's own errors), so neither this
+# process nor a child entry it starts takes it for the user's wish to see tracebacks
+_CAPTURE_ENV = "PIXIO_CAPTURES_HYDRA_ERRORS"
+
+
+def _full_error() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" and not os.environ.get(_CAPTURE_ENV)
+
+
+def _chain(e: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def hydra_failure(e: BaseException) -> str | None:
+    """One line for a failure in hydra's own set-up (before the task function), or None."""
+    from hydra.errors import CompactHydraException, ConfigCompositionException
+    from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException
+    from omegaconf.errors import ConfigKeyError as OmegaKeyError
+
+    if isinstance(e, ConfigCompositionException) and str(e).startswith("Could not override"):
+        cause = e.__cause__
+        key = getattr(cause, "full_key", None) or str(e).split("'")[1]
+        kind, parent = getattr(cause, "object_type", None), getattr(cause, "parent_node", None)
+        fields = ([f.name for f in dataclasses.fields(kind)] if dataclasses.is_dataclass(kind)
+                  else [str(k) for k in parent.keys()] if hasattr(parent, "keys") else [])
+        if isinstance(cause, ConfigAttributeError | OmegaKeyError):
+            leaf = str(key).rsplit(".", 1)[-1]
+            m = difflib.get_close_matches(leaf, fields, n=3)
+            hint = f" (did you mean {' / '.join(m)}?)" if m else ""
+            return f"unknown config key(s): {key}{hint}. `--cfg job` prints every key this command takes"
+    for link in _chain(e):
+        if isinstance(link, OSError) and link.filename:
+            return (f"cannot create or write the run directory ({link.filename}: "
+                    f"{link.strerror or type(link).__name__}); choose a run_dir= you can write to")
+    if isinstance(e, CompactHydraException):
+        cause = f" ({e.__cause__})" if isinstance(e.__cause__, OmegaConfBaseException) else ""
+        return " ".join(f"{e}{cause}".split())
+    return None
+
+
+def run_app(app: Any) -> None:
+    """Call a `@hydra.main` function; hydra's own failures become one `error:` line (module doc).
+    With `HYDRA_FULL_ERROR=1` set by the user everything is as hydra does it."""
+    if _full_error():
+        app()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # hydra re-raises instead of printing a trimmed traceback
+    os.environ[_CAPTURE_ENV] = "1"
+    try:
+        app()
+    except Exception as e:
+        msg = hydra_failure(e)
+        if msg is None:
+            raise
+        print(f"error: {msg}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        os.environ.pop(_CAPTURE_ENV, None)
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, RunError)
 
 
@@ -96,7 +164,7 @@ def user_errors(on_interrupt: str = "") -> Iterator[None]:
         print(f"\ninterrupted{'; ' + on_interrupt if on_interrupt else ''}", file=sys.stderr)
         sys.exit(130)
     except USER_ERRORS as e:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if _full_error():
             raise
         frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
         where = f" [{type(e).__name__} at {os.path.basename(frame.filename)}:{frame.lineno}]" if frame else ""
@@ -104,4 +172,5 @@ def user_errors(on_interrupt: str = "") -> Iterator[None]:
         sys.exit(1)
 
 
-__all__ = ["ConfigKeyError", "RunError", "register_resolvers", "to_config", "unknown_keys", "user_errors"]
+__all__ = ["ConfigKeyError", "RunError", "hydra_failure", "register_resolvers", "run_app", "to_config", "unknown_keys",
+           "user_errors"]

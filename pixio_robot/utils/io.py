@@ -75,6 +75,49 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
+def torch_load_reason(e: BaseException) -> str:
+    """Why `torch.load(weights_only=True)` failed, in one clause, without torch's advice to retry with
+    `weights_only=False` (which would run arbitrary code from the file)."""
+    import re
+
+    msg = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if "Weights only load failed" in msg:
+        m = re.search(r"WeightsUnpickler error: Unsupported global: GLOBAL (\S+)", msg)
+        what = f" (the global {m.group(1)})" if m else ""
+        return f"it holds pickled Python objects beyond tensors{what}, which are not loaded, for safety"
+    if "central directory" in msg or "failed reading zip archive" in msg or isinstance(e, EOFError):
+        return "it is truncated or not a torch checkpoint"
+    first = next((ln.strip() for ln in msg.splitlines() if ln.strip()), type(e).__name__)
+    first = re.sub(r"[^.]*weights_only[^.]*\.?", "", first).strip()  # never relay advice about weights_only
+    return (first or type(e).__name__)[:200]
+
+
+def load_tensors(path: str | os.PathLike) -> Any:
+    """`torch.load(path, map_location="cpu", weights_only=True)`; a file that does not load raises
+    ValueError naming it and why (`torch_load_reason`)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ValueError(f"cannot read {path} ({torch_load_reason(e)}): the file is truncated, not a checkpoint, "
+                         "or holds pickled objects (not loaded, for safety)") from None
+
+
+def clean_torch_error(e: BaseException, path: str | os.PathLike) -> BaseException:
+    """A library's (e.g. SB3's) load error that relays torch's `weights_only` advice -> a ValueError
+    without it; any other error unchanged."""
+    import pickle
+    import zipfile
+
+    if "weights_only" in str(e) or isinstance(e, pickle.UnpicklingError | zipfile.BadZipFile | EOFError):
+        return ValueError(f"cannot load {path} ({torch_load_reason(e)}): the file is truncated, not a checkpoint "
+                          "of this kind, or holds pickled objects (not loaded, for safety)")
+    return e
+
+
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
     """Exclusive advisory lock (e.g. two cells collecting the same task's demos at once)."""

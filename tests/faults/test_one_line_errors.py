@@ -1,0 +1,116 @@
+"""Failures a user can fix end in one `error:` line: an unwritable run dir (every entry), a
+mistyped key with or without `+`, an unknown env in evaluate, an unreadable checkpoint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import ENV
+
+# run_dir=<regular file>/sub: the run dir cannot be created (tests run as root, which ignores mode bits)
+ENTRIES = {
+    "pretrain": ["pixio_robot.pretrain", "experiment=test", "run_dir={bad}"],
+    "train": ["pixio_robot.train", "run_dir={bad}", "dataset.root={bad}"],
+    "rl": ["pixio_robot.rl", "run_dir={bad}"],
+    "collect": ["pixio_robot.collect", "hydra.run.dir={bad}", "root={bad}/demos"],
+    "benchmark": ["pixio_robot.benchmark", "output_dir={bad}"],
+}
+
+
+def _one_error_line(r: subprocess.CompletedProcess) -> str:
+    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert len(err) <= 2 and err[0].startswith("error: "), r.stderr[-3000:]  # (+ the HYDRA_FULL_ERROR hint)
+    return err[0]
+
+
+def _run_all(cmds: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess]:
+    """Start them together (each is mostly import time), then collect."""
+    procs = {k: subprocess.Popen([sys.executable, "-m", *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=ENV, cwd=cwd) for k, c in cmds.items()}
+    out = {}
+    for k, p in procs.items():
+        stdout, stderr = p.communicate(timeout=180)
+        out[k] = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+    return out
+
+
+def test_unwritable_run_dir_and_mistyped_keys_are_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    bad = blocker / "sub"
+    cmds = {k: [a.format(bad=bad) for a in c] for k, c in ENTRIES.items()}
+    cmds["typo"] = ["pixio_robot.pretrain", "experiment=test", "stpes=10"]
+    cmds["typo+"] = ["pixio_robot.pretrain", "experiment=test", "+stpes=10", f"run_dir={tmp_path / 'p'}"]
+    res = _run_all(cmds, tmp_path)
+    for k in ENTRIES:
+        line = _one_error_line(res[k])
+        assert str(bad) in line and "Not a directory" in line, (k, line)
+    for k in ("typo", "typo+"):
+        assert "stpes (did you mean steps?)" in _one_error_line(res[k]), k
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores mode bits; the <file>/sub case above covers root")
+def test_read_only_parent_is_one_error(tmp_path):
+    from pixio_robot.utils.rundir import RunDirError, ensure_writable
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(RunDirError, match=rf"cannot write the run directory {ro / 'run'}: Permission denied"):
+            ensure_writable(ro / "run")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_unwritable_run_dir_from_python(tmp_path):
+    """The hydra-free API says the same (the entries' `user_errors` prints it as one line)."""
+    from pixio_robot.train import TrainConfig, run_train
+    from pixio_robot.utils.rundir import RunDirError
+
+    (tmp_path / "f").write_text("")
+    with pytest.raises(RunDirError, match=r"cannot write the run directory .*/f/run: Not a directory"):
+        run_train(TrainConfig(run_dir=str(tmp_path / "f" / "run")))
+
+
+def test_evaluate_unknown_env_is_one_line_with_close_matches(tmp_path):
+    from pixio_robot.evaluate import EvaluateConfig, run_evaluate
+
+    (tmp_path / "policy").mkdir()
+    with pytest.raises(ValueError) as err:
+        run_evaluate(EvaluateConfig(policy=str(tmp_path / "policy"), env="metaworld/drawr-open-v3"),
+                     run_dir=tmp_path / "out")
+    msg = str(err.value)
+    assert "did you mean metaworld/drawer-open-v3" in msg and "\n" not in msg
+    assert "metaworld/hammer-v3" not in msg  # not the whole list of names
+    assert not (tmp_path / "out").exists()
+
+
+class _Custom:
+    pass
+
+
+def test_unreadable_checkpoints_never_advise_weights_only_false(tmp_path):
+    from pixio_robot.models import load_encoder
+    from pixio_robot.utils.io import clean_torch_error, load_tensors
+
+    torch.save({"x": _Custom()}, tmp_path / "pickled.pth")
+    (tmp_path / "trunc.pth").write_bytes((tmp_path / "pickled.pth").read_bytes()[:80])
+    for name in ("pickled.pth", "trunc.pth"):
+        for load in (load_tensors, load_encoder):
+            with pytest.raises(ValueError) as err:
+                load(tmp_path / name)
+            assert "weights_only" not in str(err.value) and str(tmp_path / name) in str(err.value)
+    try:
+        torch.load(tmp_path / "pickled.pth", weights_only=True)
+    except Exception as e:  # what torch says, relayed by libraries such as SB3
+        assert "weights_only" in str(e)
+        assert "weights_only" not in str(clean_torch_error(e, "agent.zip"))
