@@ -11,7 +11,7 @@ def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pixio_robot.probe.config  # noqa: F401  (registers probe_schema)
-    from pixio_robot.utils.cli import RunError, register_resolvers, to_config, user_errors
+    from pixio_robot.utils.cli import RunError, register_resolvers, run_app, to_config, user_errors
 
     register_resolvers()
 
@@ -25,7 +25,7 @@ def main() -> None:
                 raise RunError(f"{len(summary['failed'])} of {summary['cells']} probe cell(s) failed: "
                                f"{', '.join(summary['failed'][:5])}; the errors are in <output_dir>/cells/*.json")
 
-    _app()
+    run_app(_app)
 
 
 if __name__ == "__main__":

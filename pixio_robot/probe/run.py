@@ -196,9 +196,18 @@ def build_encoders(cfg) -> list:
 
 
 def run_probe(cfg, output_dir: str | Path | None = None) -> dict:
-    from pixio_robot.probe.report import write_report
+    """Render (once) the probe set, run every cell not done yet, write the report. A second
+    process on the same output_dir is refused (run-dir lock); cells resume as the benchmark's."""
+    from pixio_robot.utils.rundir import run_dir_lock
 
     out = Path(output_dir or cfg.output_dir).expanduser()
+    with run_dir_lock(out):
+        return _run_probe(cfg, out)
+
+
+def _run_probe(cfg, out: Path) -> dict:
+    from pixio_robot.probe.report import write_report
+
     tasks = [t.removeprefix("metaworld/") for t in cfg.tasks]
     set_args = dict(episodes=cfg.episodes, steps=cfg.steps, every=cfg.every, size=cfg.image_size,
                     camera=cfg.camera, noise=cfg.noise, seed=cfg.seed)
