@@ -49,3 +49,13 @@ def install_diffusion_trunk(diffusion: nn.Module, config) -> None:
         shape = trunk.map_shape(hw)  # (C, h, w)
         rgb.backbone = trunk
         rgb.pool = SpatialSoftmax(shape, num_kp=config.spatial_softmax_num_keypoints)
+
+
+def check_cameras(config, batch: dict, policy_type: str) -> None:
+    """Refuse a batch that lacks a camera the policy was built for (never guess another one)."""
+    missing = [k for k in config.image_features if k not in batch]
+    if missing:
+        given = sorted(k for k in batch if k.startswith("observation.image"))
+        raise KeyError(f"{policy_type} was built for cameras {list(config.image_features)}, but the batch "
+                       f"lacks {missing} (its image keys: {given}); rename the keys to the trained ones "
+                       "(lerobot's --rename_map) or train on these cameras")

@@ -3,6 +3,7 @@
 from lerobot.policies.act.modeling_act import ACTPolicy
 
 from lerobot_policy_pixio.configuration_pixio_act import PixioACTConfig
+from pixio_robot.policies.lerobot.swap import check_cameras, install_act_trunk
 
 
 class PixioACTPolicy(ACTPolicy):
@@ -10,8 +11,18 @@ class PixioACTPolicy(ACTPolicy):
     name = "pixio_act"
 
     def __init__(self, config: PixioACTConfig, **kwargs):
-        from pixio_robot.policies.lerobot.swap import install_act_trunk
-
         super().__init__(config, **kwargs)
         install_act_trunk(self.model, config)
         self.reset()
+
+    def forward(self, batch):
+        check_cameras(self.config, batch, self.name)
+        return super().forward(batch)
+
+    def predict_action_chunk(self, batch):
+        check_cameras(self.config, batch, self.name)
+        return super().predict_action_chunk(batch)
+
+    def select_action(self, batch):
+        check_cameras(self.config, batch, self.name)
+        return super().select_action(batch)

@@ -3,6 +3,7 @@
 from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
 from lerobot_policy_pixio.configuration_pixio_diffusion import PixioDiffusionConfig
+from pixio_robot.policies.lerobot.swap import check_cameras, install_diffusion_trunk
 
 
 class PixioDiffusionPolicy(DiffusionPolicy):
@@ -10,11 +11,21 @@ class PixioDiffusionPolicy(DiffusionPolicy):
     name = "pixio_diffusion"
 
     def __init__(self, config: PixioDiffusionConfig, **kwargs):
-        from pixio_robot.policies.lerobot.swap import install_diffusion_trunk
-
         super().__init__(config, **kwargs)
         install_diffusion_trunk(self.diffusion, config)
         self.reset()
+
+    def forward(self, batch):
+        check_cameras(self.config, batch, self.name)
+        return super().forward(batch)
+
+    def predict_action_chunk(self, batch, noise=None):
+        check_cameras(self.config, batch, self.name)
+        return super().predict_action_chunk(batch, noise=noise)
+
+    def select_action(self, batch, noise=None):
+        check_cameras(self.config, batch, self.name)
+        return super().select_action(batch, noise=noise)
 
     def get_optim_params(self):
         return [p for p in self.diffusion.parameters() if p.requires_grad]  # a frozen trunk stays out
