@@ -351,7 +351,7 @@ TRAIN_ACT = ["--policy.type=pixio_act", "--policy.chunk_size=4", "--policy.n_act
              "--policy.dim_model=32", "--policy.n_heads=2", "--policy.dim_feedforward=64",
              "--policy.n_encoder_layers=1", "--policy.n_vae_encoder_layers=1", "--policy.latent_dim=8",
              "--policy.pixio_encoder_name=pixio_vittest", "--policy.pixio_mode=finetune"]
-TRAIN_COMMON = ["--steps=2", "--batch_size=2", "--num_workers=0", "--eval_freq=0", "--save_freq=2", "--log_freq=1",
+TRAIN_COMMON = ["--steps=2", "--batch_size=2", "--num_workers=0", "--env_eval_freq=0", "--save_freq=2", "--log_freq=1",
                 "--policy.device=cpu", "--policy.push_to_hub=false", "--wandb.enable=false",
                 "--dataset.repo_id=local/x"]
 
