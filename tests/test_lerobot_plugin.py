@@ -404,3 +404,22 @@ def test_checkpoint_trunk_loads_the_saved_encoder(fmt, tmp_path):
     random = _pixio_act()  # the registry name with its seeded random init is another encoder
     assert not torch.equal(random.model.backbone.trunk.backbone.model.state_dict()["blocks.0.attn.qkv.weight"],
                            enc.state_dict()["blocks.0.attn.qkv.weight"])
+
+
+def test_cached_maps_give_lerobots_loss_and_need_a_frozen_trunk():
+    from pixio_robot.policies.lerobot.cache import act_reads_cached_maps, encode_act_frames
+
+    policy = _pixio_act()
+    batch = _batch()
+    policy.train()
+    torch.manual_seed(3)
+    want = policy.forward(dict(batch))[0]
+    maps = encode_act_frames(policy, batch[IMG], batch_size=2)
+    assert maps.shape == (3, 32, 4, 4)
+    with act_reads_cached_maps(policy):
+        torch.manual_seed(3)
+        got = policy.forward({**batch, IMG: maps})[0]
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert type(policy.model.backbone).__name__ == "ActTrunk"  # put back afterwards
+    with pytest.raises(ValueError, match="need a frozen trunk"):
+        encode_act_frames(_pixio_act(pixio_mode="finetune"), batch[IMG])
