@@ -20,7 +20,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not distributed"
 
 lint: setup
-	$(PY) -m ruff check pixio_robot tests benchmarks
+	$(PY) -m ruff check pixio_robot tests benchmarks plugins
 
 bench: setup
 	$(PY) benchmarks/bench_train_step.py
@@ -31,3 +31,4 @@ bench: setup
 	$(PY) benchmarks/bench_envs.py
 	$(PY) benchmarks/bench_evaluation.py
 	$(PY) benchmarks/bench_rl_frozen.py --repeats 1
+	$(PY) benchmarks/bench_lerobot_policies.py --repeats 1
