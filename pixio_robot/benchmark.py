@@ -50,6 +50,9 @@ class BenchmarkConfig:
     num_threads: int | None = None
     tensorboard: bool = False
     progress: bool = True
+    # a `python -m pixio_robot.probe` output dir of the same encoders (same labels): the report adds
+    # their probe scores and the rank correlation between probe score and success
+    probe_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not self.encoders:
@@ -216,13 +219,24 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path) -> dict:
                "failed": [r["key"] for r in records if r.get("status") == "failed"]}
     if n_done:
         paths = write_report(records, out / "report", title=f"{cfg.suite.name} ({n_done}/{len(cells)} cells)",
-                             metric=cfg.suite.metric, return_scale=cfg.suite.return_scale)
+                             metric=cfg.suite.metric, return_scale=cfg.suite.return_scale,
+                             probe_scores=_probe_scores(cfg.probe_dir))
         summary["report"] = {k: str(v) for k, v in paths.items()}
         log.info("report: %s", paths["markdown"])
         print(paths["markdown"].read_text())
     else:
         log.warning("no finished cells in %s yet", out)
     return summary
+
+
+def _probe_scores(probe_dir: str | None) -> dict[str, float] | None:
+    if not probe_dir:
+        return None
+    path = Path(probe_dir).expanduser() / "report" / "probes.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"probe_dir={probe_dir}: {path} is missing; run `python -m pixio_robot.probe "
+                                f"output_dir={probe_dir}` with the same encoders first")
+    return json.loads(path.read_text())["probe_scores"]
 
 
 def main() -> None:

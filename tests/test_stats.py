@@ -82,3 +82,17 @@ def test_spearman_interval():
     assert abs(r["rho"]) < 0.5 and r["ci"][0] < 0 < r["ci"][1]
     with pytest.raises(ValueError, match=">= 3"):
         stats.spearman_interval([1, 2], [1, 2])
+
+
+def test_report_adds_probe_scores_and_their_rank_correlation(tmp_path):
+    from pixio_robot.evaluation.report import write_report
+
+    recs = [{"task": t, "encoder": e, "seed": s, "best_success": v, "final_success": v, "n_eval_episodes": 10,
+             "status": "done"}
+            for t in ("a", "b") for s in (1, 2) for e, v in (("e1", 0.2), ("e2", 0.5), ("e3", 0.9))]
+    md = write_report(recs, tmp_path, probe_scores={"e1": 0.1, "e2": 0.4, "e3": 0.8})["markdown"].read_text()
+    assert "| e3 | 0.800 | 90.0 |" in md
+    assert "Spearman rank correlation, probe score vs final success over 3 encoders: 1.00" in md
+    md2 = write_report(recs, tmp_path / "two", probe_scores={"e1": 0.1, "e2": 0.4})["markdown"].read_text()
+    assert "needs >= 3 encoders" in md2 and "No probe score for: e3" in md2
+    assert "e2 vs e3" in md and "resolved, e3 is better" in md  # 40 points apart over 4 paired runs

@@ -178,8 +178,32 @@ def bar_chart(rows: list[dict], which: str, path: str | Path, title: str = "") -
     return path
 
 
+def probe_section(rows: list[dict], probe_scores: dict[str, float]) -> tuple[str, dict]:
+    """Probe score beside final success per encoder, and their Spearman rank correlation."""
+    final = {r["encoder"]: r["score"] for r in rows if r["task"] == AVERAGE and r["which"] == "final"}
+    both = [e for e in final if e in probe_scores]
+    lines = ["", "## Probes vs policy success", "", "| encoder | probe score (state R^2) | final success (%) |",
+             "|---|---|---|"]
+    lines += [f"| {e} | {probe_scores[e]:.3f} | {final[e]:.1f} |" for e in both]
+    missing = [e for e in final if e not in probe_scores]
+    if missing:
+        lines.append(f"\nNo probe score for: {', '.join(missing)} (probe them with the same labels).")
+    out: dict = {"encoders": both}
+    if len(both) >= 3:
+        sp = stats.spearman_interval([probe_scores[e] for e in both], [final[e] for e in both])
+        out.update(sp)
+        lo, hi = sp["ci"]
+        verdict = ("the interval excludes 0" if lo > 0 or hi < 0 else
+                   "the interval contains 0: with this many encoders the ranking is not resolved")
+        lines.append(f"\nSpearman rank correlation, probe score vs final success over {len(both)} encoders: "
+                     f"{sp['rho']:.2f} [{lo:.2f}, {hi:.2f}] (bootstrap over encoders; {verdict}).")
+    else:
+        lines.append(f"\nA rank correlation needs >= 3 encoders with both numbers; {len(both)} here.")
+    return "\n".join(lines) + "\n", out
+
+
 def write_report(records: list[dict], out_dir: str | Path, *, title: str = "Benchmark", metric: str = "success",
-                 return_scale: float = 1.0) -> dict[str, Path]:
+                 return_scale: float = 1.0, probe_scores: dict[str, float] | None = None) -> dict[str, Path]:
     """Aggregate `records` and write results.md, results.csv, results.json, best.png, final.png."""
     out_dir = Path(out_dir)
     rows = aggregate(records, metric, return_scale)
@@ -198,11 +222,15 @@ def write_report(records: list[dict], out_dir: str | Path, *, title: str = "Benc
     if cmps:
         md += "\n## Paired comparisons (by seed and task; 95% paired stratified bootstrap)\n\n"
         md += "".join(f"- {c['which']}: {c['text']}\n" for c in cmps)
+    probes = None
+    if probe_scores:
+        text, probes = probe_section(rows, probe_scores)
+        md += text
     if failed:
         md += f"\nFailed cells (re-run to retry): {', '.join(failed)}\n"
     atomic_write_text(paths["markdown"], md)
     atomic_write_text(paths["csv"], buf.getvalue())
-    save_json(paths["json"], {"rows": rows, "comparisons": cmps, "failed": failed})
+    save_json(paths["json"], {"rows": rows, "comparisons": cmps, "probes": probes, "failed": failed})
     for which in WHICH:
         paths[which] = bar_chart(rows, which, out_dir / f"{which}.png", f"{title}: {which}")
     return paths
