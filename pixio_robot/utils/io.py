@@ -118,14 +118,26 @@ def clean_torch_error(e: BaseException, path: str | os.PathLike) -> BaseExceptio
     return e
 
 
+_FILE_LOCKS: set[str] = set()  # lock files this process holds through file_lock
+
+
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
-    """Exclusive advisory lock (e.g. two cells collecting the same task's demos at once)."""
+    """Exclusive advisory lock, waiting for it (e.g. two cells collecting the same task's demos at
+    once). A POSIX record lock, as `utils.rundir.run_dir_lock` takes on the same files: the two
+    exclude each other, a killed holder's forked workers do not keep it, and it is per process
+    (nested use in one process does not deadlock)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(path)
+    if key in _FILE_LOCKS:  # held by this process already: a second fd's close would drop the lock
+        yield
+        return
     with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        fcntl.lockf(f.fileno(), fcntl.LOCK_EX)
+        _FILE_LOCKS.add(key)
         try:
             yield
         finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            _FILE_LOCKS.discard(key)
+            fcntl.lockf(f.fileno(), fcntl.LOCK_UN)

@@ -4,10 +4,13 @@ settings guard helpers (flatten, diff) and the move-aside convention.
 - `ensure_writable(run_dir)`: create the directory and prove a file can be written there; any
   failure (a read-only parent, a path under a regular file, a full disk) is one `RunDirError`
   naming the path (the entry's `user_errors` prints it as one `error:` line).
-- `run_dir_lock(run_dir)`: an exclusive `fcntl.flock` on `<run_dir>/.pixio.lock` held for the
-  whole run. The kernel drops it when the process dies (also SIGKILL), so it never goes stale;
-  a second process stops at once with `RunDirBusy` naming the holder's pid, host and command
-  (written into the lock file while held).
+- `run_dir_lock(run_dir)`: an exclusive POSIX record lock (`fcntl.lockf`) on
+  `<run_dir>/.pixio.lock` held for the whole run. The kernel drops it when the process dies (also
+  SIGKILL), so it never goes stale; unlike `flock`, it is not inherited by forked children
+  (DataLoader workers, env workers), so a killed run's orphaned workers, which live on for a few
+  seconds, do not keep a re-run out. A second process stops at once with `RunDirBusy` naming the
+  holder's pid, host and command (written into the lock file while held); the same process taking
+  the same lock twice is refused as well (POSIX locks do not see that).
 - `config_diff(old, new, ignore)`: "key: old -> new" lines between two plain config trees.
 - `move_aside(run_dir, names)`: `resume=false` moves a run's artifacts to `previous/<time>/`
   inside the run directory (never deletes them).
@@ -30,6 +33,7 @@ from pathlib import Path
 from pixio_robot.utils.cli import RunError
 
 LOCK_NAME = ".pixio.lock"
+_HELD: set[str] = set()  # lock files this process holds
 
 
 class RunDirError(OSError):
@@ -78,28 +82,35 @@ def describe_holder(lock_path: Path) -> str:
 
 @contextlib.contextmanager
 def run_dir_lock(run_dir: str | Path, lock_path: str | Path | None = None) -> Iterator[Path]:
-    """Hold an exclusive, non-blocking flock on `run_dir` for the block (see module doc);
+    """Hold an exclusive, non-blocking lock on `run_dir` for the block (see module doc);
     `lock_path` puts the lock file elsewhere (e.g. beside a dataset root that must not exist yet)."""
     run_dir = Path(run_dir)
     path = Path(lock_path) if lock_path is not None else ensure_writable(run_dir) / LOCK_NAME
     if lock_path is not None:
         ensure_writable(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    key = os.path.realpath(path)
+    if key in _HELD:  # POSIX locks are per process: a second lockf here would succeed silently
+        raise RunDirBusy(f"{run_dir} is in use by this process (pid {os.getpid()}): one run per run_dir")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
         os.close(fd)
+        if e.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
         raise RunDirBusy(f"{run_dir} is in use by {describe_holder(path)}: wait for that run to end (or stop it), "
                          "or choose another run_dir=") from None
+    _HELD.add(key)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder_info()) + "\n").encode(), 0)
         yield path
     finally:
+        _HELD.discard(key)
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        os.close(fd)  # (closing any fd of the file drops a POSIX lock: nothing else here opens it)
 
 
 def flat(tree, prefix: str = "") -> dict:

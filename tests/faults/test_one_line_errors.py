@@ -114,3 +114,43 @@ def test_unreadable_checkpoints_never_advise_weights_only_false(tmp_path):
     except Exception as e:  # what torch says, relayed by libraries such as SB3
         assert "weights_only" in str(e)
         assert "weights_only" not in str(clean_torch_error(e, "agent.zip"))
+
+
+def test_locks_are_not_inherited_by_forked_children_and_exclude_each_other(tmp_path):
+    """A killed run's forked workers (DataLoader, env workers) live on for seconds: the run-dir
+    lock must not pass to them, or the re-run is refused. file_lock and run_dir_lock on one file
+    exclude each other; one process cannot take its own run-dir lock twice."""
+    import multiprocessing as mp
+    import subprocess
+    import sys
+
+    import pytest
+
+    from pixio_robot.utils.io import file_lock
+    from pixio_robot.utils.rundir import RunDirBusy, run_dir_lock
+
+    run = tmp_path / "run"
+    ctx = mp.get_context("fork")
+    with run_dir_lock(run):
+        child = ctx.Process(target=__import__("time").sleep, args=(30,))
+        child.start()  # forked while the lock is held
+        with pytest.raises(RunDirBusy, match="this process"):
+            with run_dir_lock(run):
+                pass
+    try:  # the parent let go; the child is alive: another process must get the lock now
+        code = (f"from pixio_robot.utils.rundir import run_dir_lock\nwith run_dir_lock({str(run)!r}): print('got it')")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == "got it", out.stderr[-1000:]
+        lock = tmp_path / "shared.lock"
+        with file_lock(lock):
+            code = (f"from pixio_robot.utils.rundir import run_dir_lock\nfrom pathlib import Path\n"
+                    f"with run_dir_lock(Path({str(tmp_path)!r}) / 'x', lock_path={str(lock)!r}): print('got it')")
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+            assert out.returncode != 0 and "in use by" in out.stderr
+            with file_lock(lock):  # nested in one process: no deadlock, and the outer lock stays
+                pass
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+            assert out.returncode != 0 and "in use by" in out.stderr
+    finally:
+        child.kill()
+        child.join()
