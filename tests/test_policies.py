@@ -88,6 +88,26 @@ def test_timm_source_without_download():
         build_adapter(source="timm", name="no_such_model_xyz")
 
 
+def test_timm_encoder_is_fed_with_its_own_mean_std_and_size():
+    """test_vit's default config (r160_in1k) has mean = std = 0.5 and 160 px input, not ImageNet's."""
+    from timm.data import resolve_model_data_config
+
+    a = build_adapter(source="timm", name="test_vit")
+    data = resolve_model_data_config(a.backbone.model)
+    assert data["mean"] == (0.5, 0.5, 0.5) and data["std"] == (0.5, 0.5, 0.5)
+    assert a.image_size == 160  # image_size unset: the model's input size
+    img = torch.randint(0, 256, (2, 160, 160, 3), dtype=torch.uint8)
+    by_hand = (img.permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5  # no resize at 160 px
+    torch.testing.assert_close(a.preprocess(img), by_hand)
+    spec = a.preprocessing_spec()
+    assert spec["mean"] == [0.5] * 3 and spec["std"] == [0.5] * 3 and spec["image_size"] == 160
+    assert a.reference()["mean"] == [0.5] * 3  # what a saved policy records
+    assert build_adapter(source="timm", name="test_vit", image_size=64).image_size == 64  # set: kept
+    pixio = build_adapter()  # Pixio keeps ImageNet
+    assert pixio.preprocessing_spec()["mean"] == [0.485, 0.456, 0.406]
+    assert pixio.preprocessing_spec()["std"] == [0.229, 0.224, 0.225]
+
+
 def test_bad_adapter_config_messages():
     with pytest.raises(ValueError, match="encoder.mode='thaw'"):
         AdapterConfig(mode="thaw")
