@@ -1,7 +1,7 @@
 """Imitation learning on a Pixio backbone: `python -m pixio_robot.train` (hydra).
 
     python -m pixio_robot.train dataset.root=data/metaworld-drawer-open eval.env_name=metaworld/drawer-open-v3
-    python -m pixio_robot.train policy=act dataset.repo_id=lerobot/pusht eval.env_name=lerobot/pusht
+    python -m pixio_robot.train policy=pixio_act dataset.root=demos/pusht +policy.options.chunk_size=16
     python -m pixio_robot.train encoder.source=checkpoint encoder.path=runs/pretrain/x/encoder ...
 
 Frozen encoders train from the feature cache (every frame encoded once, memory-mapped);
@@ -9,6 +9,8 @@ fine-tuned ones from a decoded-frame memmap. Periodic rollouts go through
 `pixio_robot.evaluation.evaluate_policy`; the best and the final success are both recorded.
 The run directory gets config.yaml, git.txt, TensorBoard events, `policy/` (final),
 `policy_best/` (best rollout success) and results.json. `run_train(cfg)` is the hydra-free API.
+`policy=pixio_act|pixio_diffusion` trains LeRobot's own ACT / Diffusion Policy instead
+(`pixio_robot.train_lerobot`), saved in LeRobot's pretrained format in `policy/`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from omegaconf import MISSING
 
 from pixio_robot.policies.encoder_adapter import AdapterConfig
+from pixio_robot.policies.lerobot.training import LEROBOT_POLICIES
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger("pixio_robot.train")
@@ -70,7 +73,7 @@ class EvalConfig:
 class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     encoder: AdapterConfig = field(default_factory=AdapterConfig)
-    policy: Any = MISSING  # MLPConfig | ACTConfig | DiffusionConfig (group `policy`)
+    policy: Any = MISSING  # MLPConfig | LeRobotPolicyChoice (pixio_act / pixio_diffusion) (group `policy`)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cache_dir: str = "~/.cache/pixio_robot/features"
@@ -95,10 +98,11 @@ class TrainConfig:
 
 
 def register_configs() -> None:
-    """Schemas in hydra's ConfigStore: `train_schema`, `pixio_train_policy/{mlp,act,diffusion}_schema`."""
+    """Schemas in hydra's ConfigStore: `train_schema`, `pixio_train_policy/{mlp,lerobot}_schema`."""
     from hydra.core.config_store import ConfigStore
 
-    from pixio_robot.policies import ACTConfig, DiffusionConfig, MLPConfig
+    from pixio_robot.policies import MLPConfig
+    from pixio_robot.policies.lerobot.training import LeRobotPolicyChoice
     from pixio_robot.utils.cli import register_resolvers
 
     register_resolvers()
@@ -107,8 +111,15 @@ def register_configs() -> None:
     # A group of its own: ConfigStore groups are global, and a `policy` group would turn other
     # apps' `policy=<path>` overrides (python -m pixio_robot.evaluate) into group selections.
     cs.store(group="pixio_train_policy", name="mlp_schema", node=MLPConfig)
-    cs.store(group="pixio_train_policy", name="act_schema", node=ACTConfig)
-    cs.store(group="pixio_train_policy", name="diffusion_schema", node=DiffusionConfig)
+    cs.store(group="pixio_train_policy", name="lerobot_schema", node=LeRobotPolicyChoice)
+
+
+RETIRED_POLICIES = {"act": "pixio_act", "diffusion": "pixio_diffusion"}
+
+
+def retired_policy_message(name: str) -> str:
+    return (f"policy={name} (the project's home-made {name} head) is retired: use policy={RETIRED_POLICIES[name]} "
+            f"(LeRobot's own {'ACT' if name == 'act' else 'Diffusion Policy'} with a Pixio trunk)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -276,9 +287,11 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
         from pixio_robot.policies import MLPConfig
 
         cfg.policy = MLPConfig()  # the CortexBench head
+    if isinstance(cfg.policy, dict) and cfg.policy.get("type") in RETIRED_POLICIES:
+        raise ValueError(retired_policy_message(cfg.policy["type"]))
     if not hasattr(cfg.policy, "type"):
-        raise ValueError(f"cfg.policy must be a policy config (MLPConfig, ACTConfig, DiffusionConfig), got "
-                         f"{cfg.policy!r}; with hydra pick policy=mlp|act|diffusion")
+        raise ValueError(f"cfg.policy must be a policy config (MLPConfig, LeRobotPolicyChoice), got "
+                         f"{cfg.policy!r}; with hydra pick policy=mlp|pixio_act|pixio_diffusion")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     t_start = time.perf_counter()
@@ -290,6 +303,13 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
     device = resolve_device(cfg.device)
 
     d = cfg.dataset
+    if cfg.policy.type in LEROBOT_POLICIES:
+        from pixio_robot.train_lerobot import run_lerobot_train
+
+        demo = load_demos(d.root, d.repo_id, d.image_key, state_key=d.state_key, action_key=d.action_key,
+                          video_backend=d.video_backend)
+        _log_dataset(demo)
+        return run_lerobot_train(cfg, run_dir, demo, t_start)
     demo = load_demos(d.root, d.repo_id, d.image_key, state_key=d.state_key, action_key=d.action_key,
                       video_backend=d.video_backend)
     _log_dataset(demo)
@@ -403,11 +423,18 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
 
 def main() -> None:
     """Console entry (`pixio-train`)."""
+    import sys
+
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
     from pixio_robot.utils.cli import to_config, user_errors
 
+    for arg in sys.argv[1:]:
+        name = arg.lstrip("+~").removeprefix("policy=") if arg.lstrip("+~").startswith("policy=") else None
+        if name in RETIRED_POLICIES:
+            print(f"error: {retired_policy_message(name)}", file=sys.stderr)
+            sys.exit(1)
     register_configs()
 
     @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.train", config_name="config")

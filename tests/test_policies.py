@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from pixio_robot.policies import (
-    ACTConfig,
     AdapterConfig,
     MLPConfig,
     PolicyLoadError,
@@ -88,6 +87,26 @@ def test_timm_source_without_download():
         build_adapter(source="timm", name="no_such_model_xyz")
 
 
+def test_timm_encoder_is_fed_with_its_own_mean_std_and_size():
+    """test_vit's default config (r160_in1k) has mean = std = 0.5 and 160 px input, not ImageNet's."""
+    from timm.data import resolve_model_data_config
+
+    a = build_adapter(source="timm", name="test_vit")
+    data = resolve_model_data_config(a.backbone.model)
+    assert data["mean"] == (0.5, 0.5, 0.5) and data["std"] == (0.5, 0.5, 0.5)
+    assert a.image_size == 160  # image_size unset: the model's input size
+    img = torch.randint(0, 256, (2, 160, 160, 3), dtype=torch.uint8)
+    by_hand = (img.permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5  # no resize at 160 px
+    torch.testing.assert_close(a.preprocess(img), by_hand)
+    spec = a.preprocessing_spec()
+    assert spec["mean"] == [0.5] * 3 and spec["std"] == [0.5] * 3 and spec["image_size"] == 160
+    assert a.reference()["mean"] == [0.5] * 3  # what a saved policy records
+    assert build_adapter(source="timm", name="test_vit", image_size=64).image_size == 64  # set: kept
+    pixio = build_adapter()  # Pixio keeps ImageNet
+    assert pixio.preprocessing_spec()["mean"] == [0.485, 0.456, 0.406]
+    assert pixio.preprocessing_spec()["std"] == [0.229, 0.224, 0.225]
+
+
 def test_bad_adapter_config_messages():
     with pytest.raises(ValueError, match="encoder.mode='thaw'"):
         AdapterConfig(mode="thaw")
@@ -127,9 +146,6 @@ def test_mlp_history_is_per_row_and_reset_clears_it():
 @pytest.mark.parametrize("ptype, cfg, enc", [
     ("mlp", MLPConfig(), AdapterConfig()),
     ("mlp", MLPConfig(history=2, normalize_action=True), AdapterConfig(embedding="spatial", mode="last_k")),
-    ("act", ACTConfig(chunk_size=4, n_action_steps=2, d_model=32, dim_feedforward=64), AdapterConfig()),
-    ("act", ACTConfig(chunk_size=4, n_action_steps=2, d_model=32, dim_feedforward=64),
-     AdapterConfig(embedding="spatial")),
 ])
 def test_save_load_gives_identical_actions(tmp_path, ptype, cfg, enc):
     policy = make_policy(ptype, cfg, enc, SPEC)
@@ -182,78 +198,11 @@ def test_loading_another_type_or_encoder_fails_clearly(tmp_path):
         load_policy(tmp_path / "run" / "policy")
 
 
-def test_act_encodes_once_per_executed_chunk():
-    policy = make_policy("act", ACTConfig(chunk_size=4, n_action_steps=3, d_model=32, dim_feedforward=64),
-                         AdapterConfig(), SPEC).eval()
-    calls = []
-    encode = policy.adapter.encode
-    policy.adapter.encode = lambda x: (calls.append(x.shape[0]), encode(x))[1]
-    policy.reset()
-    obs = {"observation.image": _images(2), "observation.state": torch.zeros(2, 4)}
-    actions = [policy.select_action(obs) for _ in range(7)]
-    assert calls == [2, 2, 2]  # steps 0, 3 and 6 start a new chunk
-    assert all(a.shape == (2, 2) for a in actions)
-    policy.reset()
-    policy.select_action(obs)
-    assert len(calls) == 4  # reset drops the queue
-
-
-def test_act_temporal_ensembling_matches_weighted_mean():
-    cfg = ACTConfig(chunk_size=3, n_action_steps=1, d_model=32, dim_feedforward=64, temporal_ensemble_coeff=0.5)
-    policy = make_policy("act", cfg, AdapterConfig(), SPEC).eval()
-    chunks = [torch.randn(2, 3, 2) for _ in range(3)]
-    it = iter(chunks)
-    policy.predict = lambda frames, state: next(it)  # scripted chunks (normalised units)
-    policy.reset()
-    obs = {"observation.image": _images(2), "observation.state": torch.zeros(2, 4)}
-    got = [policy.select_action(obs) for _ in range(3)]
-    un = policy.unnormalize_action
-    w = torch.exp(-0.5 * torch.arange(3.0))  # oldest prediction first
-    torch.testing.assert_close(got[0], un(chunks[0])[:, 0])
-    torch.testing.assert_close(got[1], (w[0] * un(chunks[0])[:, 1] + w[1] * un(chunks[1])[:, 0]) / w[:2].sum())
-    expect = (w[0] * un(chunks[0])[:, 2] + w[1] * un(chunks[1])[:, 1] + w[2] * un(chunks[2])[:, 0]) / w.sum()
-    torch.testing.assert_close(got[2], expect)
-    with pytest.raises(ValueError, match="n_action_steps=1"):
-        ACTConfig(n_action_steps=2, temporal_ensemble_coeff=0.01)
-
-
-def test_diffusion_policy_trains_saves_and_samples_reproducibly(tmp_path):
-    from pixio_robot.policies import DiffusionConfig
-
-    spec = PolicySpec(state_dim=4, action_dim=2, stats={"action": {"min": [-1.0, 0.0], "max": [1.0, 4.0]}})
-    cfg = DiffusionConfig(history=2, chunk_size=4, n_action_steps=2, hidden_sizes=[64, 64],
-                          num_train_timesteps=20, num_inference_steps=5)
-    policy = make_policy("diffusion", cfg, AdapterConfig(), spec)
-    batch = {"observation.image": _images(4)[:, None].expand(-1, 2, -1, -1, -1),
-             "observation.state": torch.randn(4, 4), "action": torch.rand(4, 4, 2) * torch.tensor([2.0, 4.0])
-             - torch.tensor([1.0, 0.0]), "action_is_pad": torch.zeros(4, 4, dtype=torch.bool)}
-    loss, info = policy(batch)
-    loss.backward()
-    assert torch.isfinite(loss) and "eps_mse" in info
-    save_policy(policy, tmp_path / "d")
-    loaded = load_policy(tmp_path / "d", expected_type="diffusion")
-    obs = {"observation.image": _images(3), "observation.state": torch.randn(3, 4)}
-    policy.eval()
-    for p in (policy, loaded):
-        p.reset()
-    acts = [(policy.select_action(obs), loaded.select_action(obs)) for _ in range(3)]
-    assert all(torch.equal(a, b) for a, b in acts)  # seeded sampling noise: identical rollouts
-    a = torch.stack([x for x, _ in acts])
-    assert (a[..., 0] >= -1 - 1e-5).all() and (a[..., 0] <= 1 + 1e-5).all()  # clipped to the data range
-    assert (a[..., 1] >= -1e-5).all() and (a[..., 1] <= 4 + 1e-5).all()
-
-
 @pytest.mark.parametrize("ptype, cfg", [
     ("mlp", MLPConfig(history=2)),
-    ("act", ACTConfig(chunk_size=2, n_action_steps=1, d_model=32, dim_feedforward=64)),
-    ("diffusion", None),
+    ("mlp", MLPConfig(history=1, use_state=True)),
 ])
 def test_select_action_reads_the_trained_camera_and_state_keys(tmp_path, ptype, cfg):
-    from pixio_robot.policies import DiffusionConfig
-
-    if cfg is None:
-        cfg = DiffusionConfig(history=2, chunk_size=2, n_action_steps=1, hidden_sizes=[32],
-                              num_train_timesteps=10, num_inference_steps=2)
     spec = PolicySpec(state_dim=4, action_dim=2, image_key="observation.images.top",
                       state_key="observation.joint_pos", dataset="somewhere")
     save_policy(make_policy(ptype, cfg, AdapterConfig(), spec), tmp_path / "p")

@@ -72,21 +72,6 @@ def test_finetune_trains_from_frames_and_changes_the_encoder(dataset, tmp_path):
     assert list((Path(res["run_dir"]) / "tb").glob("events.out.tfevents.*"))
 
 
-def test_act_head_learns_chunks(tmp_path):
-    from pixio_robot.policies import load_policy
-    from pixio_robot.train import run_train
-
-    root = make_dataset(tmp_path / "smooth", n_episodes=4, length=10, smooth=True)
-    res = run_train(compose("policy=act", f"dataset.root={root}", "encoder.embedding=spatial",
-                            "policy.chunk_size=4", "policy.n_action_steps=2", "policy.d_model=32",
-                            "policy.dim_feedforward=64", "policy.dropout=0", "optim.epochs=60",
-                            "optim.batch_size=16", f"cache_dir={tmp_path / 'cache'}",
-                            f"run_dir={tmp_path / 'run'}", "progress=false", "tensorboard=false"))
-    first, last = res["history"][0]["train_loss"], res["final_train_loss"]
-    assert last < first / 4, (first, last)
-    assert load_policy(res["policy_dir"], expected_type="act").config.chunk_size == 4
-
-
 def _reacher_dataset(root: Path, n_episodes=2, length=12) -> Path:
     """Demonstrations recorded from the real env (random actions) in LeRobot format."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -132,6 +117,12 @@ def test_periodic_rollouts_record_best_and_final_success(tmp_path):
     assert best.spec.env_name == "gym/Reacher-v5" and best.spec.image_size == 32
 
 
+def _with_policy(policy, tmp_path):
+    cfg = compose(f"run_dir={tmp_path / 'retired'}", "progress=false")
+    cfg.policy = policy
+    return cfg
+
+
 def test_config_errors_are_clear(dataset, tmp_path):
     from hydra.errors import ConfigCompositionException
 
@@ -140,11 +131,14 @@ def test_config_errors_are_clear(dataset, tmp_path):
     with pytest.raises(ConfigCompositionException):
         compose("optim.lrr=1")
     with pytest.raises(ConfigCompositionException):  # policy groups are typed too
-        compose("policy=act", "policy.hidden_sizes=[8]")
-    from pixio_robot.policies import ACTConfig, DiffusionConfig, MLPConfig
+        compose("policy=pixio_act", "policy.hidden_sizes=[8]")
+    from pixio_robot.policies import MLPConfig
+    from pixio_robot.policies.lerobot.training import LeRobotPolicyChoice
 
-    assert [type(compose(f"policy={p}").policy) for p in ("mlp", "act", "diffusion")] == \
-        [MLPConfig, ACTConfig, DiffusionConfig]
+    assert [type(compose(f"policy={p}").policy) for p in ("mlp", "pixio_act", "pixio_diffusion")] == \
+        [MLPConfig, LeRobotPolicyChoice, LeRobotPolicyChoice]
+    with pytest.raises(ValueError, match="policy=act .* is retired: use policy=pixio_act"):
+        run_train(_with_policy({"type": "act"}, tmp_path))
     with pytest.raises(ValueError, match="dataset.root"):
         run_train(compose(f"run_dir={tmp_path / 'r'}", "progress=false"))
     with pytest.raises(Exception, match="encoder.embedding='cls'"):
@@ -169,20 +163,6 @@ def test_cli_runs(dataset, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "run" / "policy" / "model.safetensors").exists()
     assert (tmp_path / "run" / "config.yaml").exists() and (tmp_path / "run" / "results.json").exists()
-
-
-def test_diffusion_head_trains_through_hydra(tmp_path):
-    from pixio_robot.policies import load_policy
-    from pixio_robot.train import run_train
-
-    root = make_dataset(tmp_path / "smooth", n_episodes=4, length=10, smooth=True)
-    res = run_train(compose("policy=diffusion", f"dataset.root={root}", "policy.chunk_size=4",
-                            "policy.n_action_steps=2", "policy.hidden_sizes=[128,128]", "optim.epochs=80",
-                            "optim.batch_size=16", f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}",
-                            "progress=false", "tensorboard=false"))
-    first, last = res["history"][0]["train_loss"], res["final_train_loss"]
-    assert last < first / 2, (first, last)
-    assert load_policy(res["policy_dir"]).policy_type == "diffusion"
 
 
 def test_train_records_and_logs_the_dataset_keys(tmp_path, caplog, monkeypatch):

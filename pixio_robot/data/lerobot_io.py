@@ -20,16 +20,16 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from lerobot.utils.constants import ACTION as ACTION_KEY
+from lerobot.utils.constants import OBS_ENV_STATE as ENV_STATE_KEY
+from lerobot.utils.constants import OBS_IMAGE as IMAGE_KEY
+from lerobot.utils.constants import OBS_STATE as STATE_KEY
 
 from pixio_robot.utils.io import atomic_write_text, save_json
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-IMAGE_KEY = "observation.image"
-STATE_KEY = "observation.state"
-ENV_STATE_KEY = "observation.environment_state"
-ACTION_KEY = "action"
 JOURNAL = ".pixio_journal"
 COLLECT_INFO = "meta/pixio_collect.json"
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lerobot.utils.constants import OBS_IMAGE, OBS_STATE
 
 from pixio_robot.evaluation.envpool import EnvFactory, EnvPool
 from pixio_robot.evaluation.results import EpisodeRecord, EvalResult, summarise
@@ -42,9 +43,9 @@ def _policy_device(policy: Any) -> torch.device | None:
 
 def _to_batch(obs_rows: list[dict], device: torch.device | None) -> dict[str, torch.Tensor]:
     """List of K env observations -> LeRobot-style batch (uint8 images, float32 state)."""
-    batch = {"observation.image": torch.from_numpy(np.stack([o["pixels"] for o in obs_rows]))}  # (K,[T,]H,W,3)
+    batch = {OBS_IMAGE: torch.from_numpy(np.stack([o["pixels"] for o in obs_rows]))}  # (K,[T,]H,W,3)
     if "state" in obs_rows[0]:
-        batch["observation.state"] = torch.from_numpy(
+        batch[OBS_STATE] = torch.from_numpy(
             np.stack([np.asarray(o["state"], dtype=np.float32) for o in obs_rows]))  # (K, S)
     if device is not None:
         batch = {k: v.to(device) for k, v in batch.items()}

@@ -1,19 +1,14 @@
-"""Policies on a Pixio backbone: encoder adapter, imitation heads (one folder per type), policy
+"""Policies on a Pixio backbone: encoder adapter, the CortexBench MLP head (LeRobot's own ACT / Diffusion with a
+Pixio trunk: `policies.lerobot` and the `lerobot_policy_pixio` plugin), policy
 I/O and the stable-baselines3 feature extractor (imported lazily: SB3 is only needed for RL)."""
 
-from pixio_robot.policies.act import ACTConfig, ACTPolicy
 from pixio_robot.policies.base import POLICY_REGISTRY, PixioPolicy, PolicySpec, register_policy
-from pixio_robot.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from pixio_robot.policies.encoder_adapter import AdapterConfig, EncoderAdapter, build_adapter
 from pixio_robot.policies.io import PolicyLoadError, load_policy, make_policy, read_policy_config, save_policy
 from pixio_robot.policies.mlp import MLPConfig, MLPPolicy
 
 __all__ = [
-    "ACTConfig",
-    "ACTPolicy",
     "AdapterConfig",
-    "DiffusionConfig",
-    "DiffusionPolicy",
     "EncoderAdapter",
     "MLPConfig",
     "MLPPolicy",

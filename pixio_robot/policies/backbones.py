@@ -5,6 +5,9 @@
                                     timm: the model's own pooled pre-logits features
     block_embeddings(x,b) -> [B,len(b)*D]  global embedding of several blocks, concatenated
     unfreeze_last(k)      -> last k blocks and the final norm trainable
+    mean, std, native_size  how the makers feed the model: Pixio ImageNet mean/std at its img_size;
+                          timm `timm.data.resolve_model_data_config(model)` (CLIP / SigLIP-style
+                          models have their own mean/std, test_vit 0.5/0.5 at 160 px)
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from pixio_robot.models.config import IMAGENET_MEAN, IMAGENET_STD
+
 if TYPE_CHECKING:
     from pixio_robot.policies.encoder_adapter import AdapterConfig
 
@@ -24,6 +29,8 @@ class Backbone(nn.Module):
     num_cls_tokens: int
     patch_size: int
     native_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # per-channel input normalisation the model expects
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -101,8 +108,12 @@ class TimmBackbone(Backbone):
         pe = getattr(model, "patch_embed", None)
         ps = getattr(pe, "patch_size", None)
         self.patch_size = int(ps[0] if isinstance(ps, tuple | list) else (ps or 32))
-        size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (3, 224, 224))
-        self.native_size = int(size[-1])
+        from timm.data import resolve_model_data_config
+
+        data = resolve_model_data_config(model)  # the model's pretrained_cfg (timm defaults where unset)
+        self.mean = tuple(float(v) for v in data["mean"])
+        self.std = tuple(float(v) for v in data["std"])
+        self.native_size = int(data["input_size"][-1])
 
     def grid_for(self, size: int) -> tuple[int, int]:
         with torch.no_grad():

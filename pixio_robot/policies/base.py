@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_IMAGES, OBS_STATE
 from torch import nn
 
-from pixio_robot.policies.constants import ACTION, OBS_FEATURES, OBS_IMAGE, OBS_STATE
+from pixio_robot.policies.constants import OBS_FEATURES
 from pixio_robot.policies.encoder_adapter import AdapterConfig, EncoderAdapter
 
 POLICY_REGISTRY: dict[str, type[PixioPolicy]] = {}
@@ -59,7 +60,7 @@ class PolicySpec:
 
 
 def _image_keys(batch: dict) -> list[str]:
-    return [k for k in batch if k == OBS_IMAGE or str(k).startswith(OBS_IMAGE + "s.")]
+    return [k for k in batch if k == OBS_IMAGE or str(k).startswith(OBS_IMAGES + ".")]
 
 
 def _stat(spec: PolicySpec, key: str, name: str, dim: int, default: float) -> torch.Tensor:

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_STATE
 
-from pixio_robot.policies.constants import ACTION, ACTION_PAD, OBS_FEATURES, OBS_IMAGE, OBS_STATE
+from pixio_robot.policies.constants import ACTION_PAD, OBS_FEATURES
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)

@@ -2,8 +2,10 @@
 
 Used by the imitation policies and by the SB3 feature extractor alike. Stages:
 
-    preprocess(images)  uint8 [B,H,W,3] (or float [B,3,H,W] in [0,1]) -> resized, ImageNet-
-                        normalised float [B,3,S,S]
+    preprocess(images)  uint8 [B,H,W,3] (or float [B,3,H,W] in [0,1]) -> resized, normalised
+                        float [B,3,S,S]: each encoder as its makers feed it (Pixio: ImageNet
+                        mean/std; timm: `resolve_model_data_config` mean/std, and its input size
+                        when `image_size` is unset); recorded in `preprocessing_spec()`
     encode(images)      backbone part (no grad when frozen) -> features, the part the feature
                         cache stores: mean_cls [B,D] | all_cls [B,K*D] | multi_block [B,nb*D] |
                         spatial [B,N,D] (patch tokens)
@@ -26,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixio_robot.policies.backbones import Backbone, build_backbone
+from pixio_robot.policies.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, build_backbone
 
 SOURCES = ("pixio", "checkpoint", "timm")
 MODES = ("frozen", "finetune", "last_k")
 EMBEDDINGS = ("mean_cls", "all_cls", "spatial", "multi_block")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["EMBEDDINGS", "IMAGENET_MEAN", "IMAGENET_STD", "MODES", "SOURCES", "AdapterConfig", "EncoderAdapter",
+           "build_adapter", "tensor_digest"]
 
 
 @dataclass
@@ -109,7 +111,7 @@ class SpatialHead(nn.Module):
 
 
 class EncoderAdapter(nn.Module):
-    """Raw frames -> embedding [B, out_dim]; resize and ImageNet normalisation inside."""
+    """Raw frames -> embedding [B, out_dim]; resize and the encoder's own normalisation inside."""
 
     def __init__(self, config: AdapterConfig | dict | None = None) -> None:
         super().__init__()
@@ -123,8 +125,9 @@ class EncoderAdapter(nn.Module):
         p = self.backbone.patch_size
         if p and self.image_size % p:
             raise ValueError(f"encoder.image_size={self.image_size} must be a multiple of the patch size {p}")
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.norm_mean, self.norm_std = tuple(self.backbone.mean), tuple(self.backbone.std)
+        self.register_buffer("mean", torch.tensor(self.norm_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.norm_std).view(1, 3, 1, 1), persistent=False)
         d = self.backbone.embed_dim
         if c.embedding == "spatial":
             grid = self.backbone.grid_for(self.image_size)
@@ -217,7 +220,7 @@ class EncoderAdapter(nn.Module):
         """Everything besides the weights that changes the features the backbone emits."""
         c = self.config
         return {"source": c.source, "name": c.name if c.source != "checkpoint" else Path(c.path).name,
-                "image_size": self.image_size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                "image_size": self.image_size, "mean": list(self.norm_mean), "std": list(self.norm_std),
                 "resize": "bilinear-antialias", "embedding": c.embedding,
                 "blocks": self.backbone.resolve_blocks(c.blocks) if c.embedding == "multi_block" else None,
                 "feature_shape": list(self.feature_shape), "arch": self._arch()}
@@ -237,7 +240,8 @@ class EncoderAdapter(nn.Module):
     def reference(self) -> dict:
         """What a saved policy records about its encoder."""
         return {"config": self.config.to_dict(), "digest": self.encoder_digest(),
-                "image_size": self.image_size, "out_dim": self.out_dim}
+                "image_size": self.image_size, "out_dim": self.out_dim,
+                "mean": list(self.norm_mean), "std": list(self.norm_std)}
 
 
 def build_adapter(config: AdapterConfig | dict | None = None, **overrides) -> EncoderAdapter:

@@ -127,6 +127,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", *, expecte
     except Exception as e:  # safetensors raises its own error type for a cut or garbled file
         raise PolicyLoadError(f"{path / POLICY_WEIGHTS} cannot be read ({e}): the file is missing, truncated or "
                               "corrupt; save or train the policy again") from e
+    _check_normalisation(path, meta["encoder"], policy)
     if not meta.get("encoder_weights_saved", True):
         digest = policy.adapter.encoder_digest()
         if digest != recorded:
@@ -142,6 +143,21 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", *, expecte
     if policy.adapter.encoder_digest() != recorded:
         raise PolicyLoadError(f"{path}: encoder weights in the file do not match the recorded digest {recorded}")
     return policy.to(device).eval()
+
+
+def _check_normalisation(path: Path, recorded: dict, policy: PixioPolicy) -> None:
+    """The encoder must be fed as at training time (mean/std, input size); older files record none."""
+    now = policy.adapter.reference()
+    for key in ("mean", "std", "image_size"):
+        if key in recorded and recorded[key] is not None and list(map(float, _as_list(recorded[key]))) != list(
+                map(float, _as_list(now[key]))):
+            raise PolicyLoadError(f"{path}: the encoder was trained on images normalised with {key}={recorded[key]}, "
+                                  f"but it is rebuilt with {key}={now[key]} (another timm version or model "
+                                  "config?); use the versions the policy was trained with, or retrain it")
+
+
+def _as_list(v) -> list:
+    return list(v) if isinstance(v, list | tuple) else [v]
 
 
 def policy_summary(policy: PixioPolicy) -> dict:

@@ -11,6 +11,7 @@ LeRobot's own code.
 
 from __future__ import annotations
 
+from lerobot.utils.constants import OBS_IMAGE
 from torch import nn
 
 from pixio_robot.policies.lerobot.trunk import ActTrunk, PixioTrunk, trunk_spec
@@ -55,7 +56,7 @@ def check_cameras(config, batch: dict, policy_type: str) -> None:
     """Refuse a batch that lacks a camera the policy was built for (never guess another one)."""
     missing = [k for k in config.image_features if k not in batch]
     if missing:
-        given = sorted(k for k in batch if k.startswith("observation.image"))
+        given = sorted(k for k in batch if k.startswith(OBS_IMAGE))
         raise KeyError(f"{policy_type} was built for cameras {list(config.image_features)}, but the batch "
                        f"lacks {missing} (its image keys: {given}); rename the keys to the trained ones "
                        "(lerobot's --rename_map) or train on these cameras")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixio_robot.policies.backbones import PixioBackbone, build_backbone
-from pixio_robot.policies.encoder_adapter import IMAGENET_MEAN, IMAGENET_STD, MODES, SOURCES, AdapterConfig
+from pixio_robot.policies.encoder_adapter import MODES, SOURCES, AdapterConfig
 
 
 @dataclass(frozen=True)
@@ -81,15 +81,9 @@ class PixioTrunk(nn.Module):
         self.embed_dim = int(self.backbone.embed_dim)
         self.patch_size = int(self.backbone.patch_size)
         self.is_pixio = isinstance(self.backbone, PixioBackbone)
-        if self.is_pixio:
-            mean, std = IMAGENET_MEAN, IMAGENET_STD
-        else:
-            from timm.data import resolve_model_data_config
-
-            data_cfg = resolve_model_data_config(self.backbone.model)
-            mean, std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        # Pixio: ImageNet mean/std; timm: the model's resolve_model_data_config (backbones.py)
+        self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
         if spec.image_size is not None and self.is_pixio and spec.image_size % self.patch_size:
             raise ValueError(f"pixio_image_size={spec.image_size} must be a multiple of the patch size "
                              f"{self.patch_size}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from lerobot.utils.constants import ACTION
 from torch import nn
 
 from pixio_robot.policies.base import PixioPolicy, register_policy
-from pixio_robot.policies.constants import ACTION
 from pixio_robot.policies.mlp.configuration_mlp import MLPConfig
 
 
