@@ -32,3 +32,4 @@ bench: setup
 	$(PY) benchmarks/bench_evaluation.py
 	$(PY) benchmarks/bench_rl_frozen.py --repeats 1
 	$(PY) benchmarks/bench_lerobot_policies.py --repeats 1
+	$(PY) benchmarks/bench_lerobot_eval.py --repeats 1

@@ -6,6 +6,10 @@ return with a t interval, lengths, errors), `episodes.csv` (one row per episode)
 
     python -m pixio_robot.evaluate policy=runs/train/<ts>/policy n_episodes=50 n_envs=4
     python -m pixio_robot.evaluate policy=... env=metaworld/hammer-v3 vector_mode=serial
+    python -m pixio_robot.evaluate policy=<lerobot-train out>/checkpoints/last/pretrained_model env=lerobot/pusht
+
+A LeRobot policy directory (config.json with a LeRobot `type`: act, diffusion, pixio_act, ...)
+runs through LeRobot's own processors (see pixio_robot.evaluation.lerobot_policy).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ log = get_logger(__name__)
 class EvaluateConfig:
     """Schema of the evaluate entry; `None` fields come from the policy's saved config."""
 
-    policy: str = MISSING  # saved policy directory (model.safetensors + config.json)
+    policy: str = MISSING  # saved policy dir (model.safetensors + config.json): ours, or a LeRobot pretrained_model
     env: str | None = None  # e.g. metaworld/drawer-open-v3; default: the policy's env
     n_episodes: int = 50
     n_envs: int = 4
@@ -97,12 +101,23 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict
         torch.set_num_threads(cfg.num_threads)
     if not policy_dir.exists():
         raise FileNotFoundError(f"policy directory {policy_dir} does not exist: pass policy=<dir written by "
-                                "`python -m pixio_robot.train` (holds model.safetensors + config.json)>")
-    defaults = policy_env_defaults(policy_dir)
+                                "`python -m pixio_robot.train`, or a LeRobot pretrained_model dir "
+                                "(holds model.safetensors + config.json)>")
+    from pixio_robot.evaluation.lerobot_policy import lerobot_policy_type
+
+    lerobot_type = lerobot_policy_type(policy_dir)
+    policy = None
+    if lerobot_type:  # a LeRobot pretrained_model / save_pretrained dir (act, diffusion, pixio_act, ...)
+        from pixio_robot.evaluation.lerobot_policy import LeRobotPolicy, lerobot_env_name
+
+        policy = LeRobotPolicy.load(policy_dir, device=cfg.device)
+        defaults = {"env": lerobot_env_name(policy_dir)}
+    else:
+        defaults = policy_env_defaults(policy_dir)
     env = cfg.env or defaults.get("env")
     if not env:
-        raise ValueError(f"no env given and none recorded in {policy_dir}/config.json: pass env=<name>, "
-                         "e.g. env=metaworld/drawer-open-v3")
+        raise ValueError(f"no env given and none recorded in {policy_dir}: pass env=<name>, "
+                         "e.g. env=metaworld/drawer-open-v3 or env=lerobot/pusht")
     from pixio_robot.envs import parse_name
     from pixio_robot.envs.registry import unknown_env_short
 
@@ -110,15 +125,19 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict
         parse_name(env)
     except ValueError:
         raise ValueError(unknown_env_short(env)) from None
-    image_size = int(cfg.image_size or defaults.get("image_size") or 128)
+    if policy is not None:
+        defaults.update(policy.env_defaults(env))  # the image size / camera its image feature declares
+    image_size = cfg.image_size or defaults.get("image_size") or 128
+    image_size = int(image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
     camera = cfg.camera or defaults.get("camera")
     out = Path(cfg.output_dir or run_dir or Path("runs/evaluate") / time.strftime("%Y-%m-%d_%H-%M-%S"))
     prepare_run_dir(out, cfg)
-    try:
-        from pixio_robot.policies import load_policy
-    except ImportError as exc:  # pragma: no cover - the policies package ships with the project
-        raise ImportError(f"pixio_robot.policies.load_policy is unavailable ({exc})") from exc
-    policy = load_policy(policy_dir, device=cfg.device)
+    if policy is None:
+        try:
+            from pixio_robot.policies import load_policy
+        except ImportError as exc:  # pragma: no cover - the policies package ships with the project
+            raise ImportError(f"pixio_robot.policies.load_policy is unavailable ({exc})") from exc
+        policy = load_policy(policy_dir, device=cfg.device)
     if hasattr(policy, "eval"):
         policy.eval()
     log.info("evaluating %s on %s: %d episodes over %d envs (%s)", policy_dir, env, cfg.n_episodes,
@@ -129,7 +148,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict
         n_videos=cfg.n_videos, progress=cfg.progress, stop_on_success=cfg.stop_on_success,
         vector_mode=cfg.vector_mode, video_fps=cfg.video_fps)
     paths = write_results(result, out, extra={"policy": str(policy_dir), "image_size": image_size,
-                                              "camera": camera, "seed": cfg.seed})
+                                              "camera": camera, "seed": cfg.seed,
+                                              "lerobot_policy_type": lerobot_type})
     lo, hi = result.success_ci
     log.info("%s: success %.1f%% [%.1f, %.1f] (Wilson 95%%), return %.2f, %d env errors, %.1f steps/s",
              env, 100 * result.success_rate, 100 * lo, 100 * hi, result.mean_return, result.n_errors,

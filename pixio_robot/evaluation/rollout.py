@@ -168,7 +168,11 @@ def fit_problems(policy: Any, env_name: str, obs_space: Any, act_space: Any) -> 
 
 def check_fits(policy: Any, env_name: str, obs_space: Any, act_space: Any) -> None:
     """A policy with a `spec` against an env's spaces: a mismatch is an error naming both sides
-    and what the policy was trained on, before any episode runs."""
+    and what the policy was trained on, before any episode runs. A policy with its own
+    `check_env(env_name, obs_space, act_space)` (a LeRobot policy dir) checks itself."""
+    if callable(getattr(policy, "check_env", None)):
+        policy.check_env(env_name, obs_space, act_space)
+        return
     problems = fit_problems(policy, env_name, obs_space, act_space)
     if problems:
         spec = policy.spec
