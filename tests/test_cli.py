@@ -105,13 +105,15 @@ def test_cuda_device_without_a_gpu_is_a_clear_error(tmp_path):
 
 
 def test_hydra_logs_go_to_the_named_run_dir(tmp_path):
-    """train / rl / evaluate with run_dir (output_dir) set: hydra's .hydra/ and log land there, no
-    stray runs/<entry>/<time>/ in the working directory."""
+    """train / rl / evaluate with run_dir (output_dir) set: hydra's log lands there (appended: a
+    refused re-run adds lines, rewrites nothing; no .hydra/ copy beside the entry's own
+    config.yaml), no stray runs/<entry>/<time>/ in the working directory."""
     proc = subprocess.run([sys.executable, "-m", "pixio_robot.evaluate", f"output_dir={tmp_path}/ev",
                            f"policy={tmp_path}/missing"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 1 and "error:" in proc.stderr
-    assert (tmp_path / "ev" / ".hydra" / "config.yaml").exists() and not (tmp_path / "runs").exists()
+    assert (tmp_path / "ev" / "evaluate.log").exists() and not (tmp_path / "runs").exists()
+    assert not (tmp_path / "ev" / ".hydra").exists()
 
 
 @pytest.mark.slow
