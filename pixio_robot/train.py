@@ -183,12 +183,12 @@ def _check_eval_env(policy, cfg: TrainConfig, spec) -> None:
     if not e.env_name or e.n_episodes < 1:
         return
     from pixio_robot.envs import make_env
-    from pixio_robot.evaluation.rollout import fit_problems
+    from pixio_robot.evaluation.rollout import camera_options, fit_problems
 
     options = {"image_size": e.image_size or spec.image_size or 128, "camera": e.camera, **dict(e.env_options)}
     if e.max_episode_steps is not None:
         options["max_episode_steps"] = e.max_episode_steps
-    env = make_env(e.env_name, **options)
+    env = make_env(e.env_name, **camera_options(policy, e.env_name, options))
     try:
         problems = fit_problems(policy, e.env_name, env.observation_space, env.action_space)
     finally:

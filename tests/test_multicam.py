@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -125,3 +126,68 @@ def test_camera_choice_errors_are_clear(two_cam, tmp_path):
         load_demos(str(two_cam), cameras=["side"])
     with pytest.raises(ValueError, match="both name cameras"):
         load_demos(str(two_cam), image_key=TOP, cameras=[WRIST])
+
+
+class TwoCamEnv(gym.Env):
+    """Observations as a multi-camera env gives them: `pixels` + `pixels.<camera>` (+ `state`);
+    `cameras=()` is a one-camera env."""
+
+    metadata = {"render_modes": [], "render_fps": 10}
+
+    def __init__(self, cameras=("top", "wrist"), size=16):
+        views = {"pixels": gym.spaces.Box(0, 255, (size, size, 3), np.uint8)}
+        views.update({f"pixels.{c}": gym.spaces.Box(0, 255, (size, size, 3), np.uint8) for c in cameras})
+        self.observation_space = gym.spaces.Dict({**views, "state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,),
+                                                                                    np.float32)})
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.cameras, self.size = cameras, size
+
+    def _obs(self):
+        img = np.full((self.size, self.size, 3), 10 * self.t, np.uint8)
+        views = {"pixels": img, **{f"pixels.{c}": img if i == 0 else 255 - img for i, c in enumerate(self.cameras)}}
+        return {**views, "state": np.full(STATE_DIM, 0.1 * self.t, np.float32)}
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {"is_success": False}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 0.0, False, self.t >= 4, {"is_success": False}
+
+
+def test_evaluator_hands_the_policy_every_trained_camera(trained):
+    from pixio_robot.evaluation import evaluate_policy
+    from pixio_robot.evaluation.rollout import camera_options
+    from pixio_robot.policies import load_policy
+
+    policy = load_policy(trained[0]["policy_dir"])
+    seen = []
+    select = policy.select_action
+    policy.select_action = lambda batch: (seen.append(sorted(k for k in batch if "image" in k)), select(batch))[1]
+    res = evaluate_policy(policy, "test/two-cam", n_episodes=2, n_envs=2, env_fn=TwoCamEnv, progress=False)
+    assert res.n_episodes == 2 and not any(r.error for r in res.episodes)
+    assert seen and seen[0] == ["observation.image", TOP, WRIST]
+    with pytest.raises(ValueError, match=r"trained on cameras \['observation.images.top', "
+                                         r"'observation.images.wrist'\]; test/one-cam gives one camera"):
+        evaluate_policy(policy, "test/one-cam", n_episodes=1, env_fn=lambda: TwoCamEnv(cameras=()), progress=False)
+    # envs that take cameras=[...] (ALOHA) are asked for the trained ones; others are left alone
+    assert camera_options(policy, "lerobot/aloha-transfer-cube", {"camera": None})["cameras"] == ["top", "wrist"]
+    assert "cameras" not in camera_options(policy, "lerobot/pusht", {})
+    assert camera_options(policy, "lerobot/aloha-insertion", {"cameras": ["angle"]})["cameras"] == ["angle"]
+
+
+@pytest.mark.slow
+def test_aloha_renders_the_asked_cameras():
+    pytest.importorskip("gym_aloha")
+    from pixio_robot.envs import make_env
+
+    env = make_env("lerobot/aloha-transfer-cube", image_size=32, cameras=["top", "angle"])
+    try:
+        obs, _ = env.reset(seed=0)
+        assert {"pixels", "pixels.top", "pixels.angle"} <= set(obs) <= set(env.observation_space.spaces)
+        np.testing.assert_array_equal(obs["pixels"], obs["pixels.top"])  # the main camera is the first
+        assert obs["pixels.angle"].shape == (32, 32, 3) and not np.array_equal(obs["pixels.top"], obs["pixels.angle"])
+    finally:
+        env.close()
