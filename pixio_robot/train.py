@@ -36,7 +36,8 @@ log = get_logger("pixio_robot.train")
 class DatasetConfig:
     root: str | None = None  # LeRobotDataset folder on disk
     repo_id: str | None = None  # hub id (downloads; only when named)
-    image_key: str | None = None  # camera key (default: observation.image or the first camera)
+    image_key: str | None = None  # one camera key (default: every camera of the dataset, see `cameras`)
+    cameras: list[str] | None = None  # subset of cameras, in order (keys or short names: top); default all
     state_key: str | None = None  # state feature (default: observation.state when present, else no state)
     action_key: str = "action"  # action feature
     video_backend: str = "pyav"  # lerobot video decoder (pyav | torchcodec), as pretraining
@@ -182,12 +183,12 @@ def _check_eval_env(policy, cfg: TrainConfig, spec) -> None:
     if not e.env_name or e.n_episodes < 1:
         return
     from pixio_robot.envs import make_env
-    from pixio_robot.evaluation.rollout import fit_problems
+    from pixio_robot.evaluation.rollout import camera_options, fit_problems
 
     options = {"image_size": e.image_size or spec.image_size or 128, "camera": e.camera, **dict(e.env_options)}
     if e.max_episode_steps is not None:
         options["max_episode_steps"] = e.max_episode_steps
-    env = make_env(e.env_name, **options)
+    env = make_env(e.env_name, **camera_options(policy, e.env_name, options))
     try:
         problems = fit_problems(policy, e.env_name, env.observation_space, env.action_space)
     finally:
@@ -216,11 +217,12 @@ def _defaults_from_collection(cfg: TrainConfig, root) -> None:
 
 
 def _log_dataset(demo) -> None:
-    """One line saying which camera / state / action features training reads."""
+    """One line saying which camera(s) / state / action features training reads."""
     cams = list(demo.dataset.meta.camera_keys)
     state = f"{demo.state_key} ({demo.states.shape[1]}-d)" if demo.state_key else "none"
-    log.info("dataset %s: camera %s (of %s), state %s, action %s (%d-d), %d episodes, %d frames, fps %s",
-             demo.dataset.root, demo.image_key, cams, state, demo.action_key, demo.actions.shape[1],
+    read = f"camera {demo.image_key}" if len(demo.image_keys) == 1 else f"cameras {demo.image_keys}"
+    log.info("dataset %s: %s (of %s), state %s, action %s (%d-d), %d episodes, %d frames, fps %s",
+             demo.dataset.root, read, cams, state, demo.action_key, demo.actions.shape[1],
              len(demo.episodes), len(demo), demo.fps)
 
 
@@ -307,28 +309,31 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
         from pixio_robot.train_lerobot import run_lerobot_train
 
         demo = load_demos(d.root, d.repo_id, d.image_key, state_key=d.state_key, action_key=d.action_key,
-                          video_backend=d.video_backend)
+                          video_backend=d.video_backend, cameras=d.cameras)
         _log_dataset(demo)
         return run_lerobot_train(cfg, run_dir, demo, t_start)
     demo = load_demos(d.root, d.repo_id, d.image_key, state_key=d.state_key, action_key=d.action_key,
-                      video_backend=d.video_backend)
+                      video_backend=d.video_backend, cameras=d.cameras)
     _log_dataset(demo)
     _defaults_from_collection(cfg, demo.dataset.root)
     spec = PolicySpec(state_dim=demo.states.shape[1], action_dim=demo.actions.shape[1], stats=demo.stats(),
                       env_name=cfg.eval.env_name, image_size=int(demo.image_shape[0]), camera=cfg.eval.camera,
-                      image_key=demo.image_key, fps=demo.fps, state_key=demo.state_key,
+                      image_key=demo.image_key, image_keys=list(demo.image_keys), fps=demo.fps, state_key=demo.state_key,
                       action_key=demo.action_key, dataset=str(d.root if d.root is not None else d.repo_id))
     policy = make_policy(cfg.policy.type, cfg.policy, cfg.encoder, spec).to(device)
     _check_eval_env(policy, cfg, spec)
-    source = LeRobotFrames(demo.dataset, demo.image_key)
     cache = FeatureCache(cfg.cache_dir, dtype=cfg.cache_dtype)
     cached = policy.adapter.frozen and cfg.use_cache
     cache_hit = None
-    if cached:
-        frames, cache_hit = cache.get(policy.adapter, source, batch_size=cfg.encode_batch_size,
-                                      progress=cfg.progress)
-    else:
-        frames = cache.frames(source, progress=cfg.progress)
+    frames = []  # one array per camera (one cache entry per camera)
+    for key in demo.image_keys:
+        source = LeRobotFrames(demo.dataset, key)
+        if cached:
+            feats, hit = cache.get(policy.adapter, source, batch_size=cfg.encode_batch_size, progress=cfg.progress)
+            frames.append(feats)
+            cache_hit = hit if cache_hit is None else (cache_hit and hit)
+        else:
+            frames.append(cache.frames(source, progress=cfg.progress))
     batcher = DemoBatcher(demo, frames, history=policy.n_obs_steps,
                           chunk=getattr(cfg.policy, "chunk_size", 1), cached=cached)
     train_rows, val_rows = demo.split(cfg.dataset.val_fraction, cfg.seed)
@@ -409,7 +414,7 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
         "final_train_loss": train_loss, "final_val_loss": history[-1]["val_loss"],
         "cache": "hit" if cache_hit else ("miss" if cached else "off"), "features_cached": cached,
         "n_frames": len(demo), "n_episodes": int(len(demo.episodes)), "n_train": int(len(train_rows)),
-        "n_val": int(len(val_rows)), "steps": step, "trainable_params": n_params,
+        "n_val": int(len(val_rows)), "cameras": list(demo.image_keys), "steps": step, "trainable_params": n_params,
         "encoder_digest": policy.adapter.encoder_digest(), "wall_s": time.perf_counter() - t_start,
         "history": history,
     }

@@ -26,8 +26,9 @@ log = get_logger("pixio_robot.train")
 
 
 def _cameras(cfg, demo) -> list[str]:
-    """dataset.image_key when set, else every camera of the dataset (LeRobot's policies use all)."""
-    return [cfg.dataset.image_key] if cfg.dataset.image_key else list(demo.dataset.meta.camera_keys)
+    """dataset.image_key (one) or dataset.cameras (a subset) when set, else every camera of the dataset
+    (LeRobot's policies use all); `load_demos` resolved them."""
+    return list(demo.image_keys)
 
 
 def _frames(cfg, demo, cams, policy, cache) -> tuple[dict[str, np.ndarray], bool, bool | None]:

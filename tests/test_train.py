@@ -180,12 +180,13 @@ def test_train_records_and_logs_the_dataset_keys(tmp_path, caplog, monkeypatch):
                             "optim.batch_size=4", f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}",
                             "progress=false", "tensorboard=false"))
     line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dataset ")]
-    assert line and set(line) == {f"dataset {root}: camera observation.images.top (of ['observation.images.top', "
-                                  "'observation.images.wrist']), state observation.joint_pos (3-d), action action "
-                                  "(2-d), 2 episodes, 6 frames, fps 10"}  # (pytest may see a record twice)
+    cams = "['observation.images.top', 'observation.images.wrist']"
+    assert line and set(line) == {f"dataset {root}: cameras {cams} (of {cams}), state observation.joint_pos (3-d), "
+                                  "action action (2-d), 2 episodes, 6 frames, fps 10"}  # (pytest may see a record twice)
     spec = load_policy(res["policy_dir"]).spec
-    assert (spec.image_key, spec.state_key, spec.action_key, spec.state_dim) == \
-        ("observation.images.top", "observation.joint_pos", "action", 3)
+    assert (spec.image_key, spec.image_keys, spec.state_key, spec.action_key, spec.state_dim) == \
+        ("observation.images.top", ["observation.images.top", "observation.images.wrist"], "observation.joint_pos",
+         "action", 3)  # every camera by default
     assert spec.dataset == str(root)
     with pytest.raises(ValueError, match=r"dataset.state_key='observation.state' is not a feature.*joint_pos"):
         run_train(compose(f"dataset.root={root}", "dataset.state_key=observation.state", "progress=false",

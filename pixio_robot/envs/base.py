@@ -62,11 +62,18 @@ def as_hw(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return hw  # type: ignore[return-value]
 
 
-def dict_space(image_hw: tuple[int, int], state_dim: int, pixels: bool) -> spaces.Dict:
-    """Observation space of the contract: `pixels` uint8 [H,W,3] (optional), `state` float32 [S]."""
+CAMERA_PREFIX = "pixels."  # extra cameras: obs["pixels.<camera>"] uint8 [H,W,3]
+
+
+def dict_space(image_hw: tuple[int, int], state_dim: int, pixels: bool,
+               cameras: tuple[str, ...] = ()) -> spaces.Dict:
+    """Observation space of the contract: `pixels` uint8 [H,W,3] (optional), `state` float32 [S];
+    an env built with `cameras=[...]` also gives `pixels.<camera>` [H,W,3] for each of them."""
     items: dict[str, spaces.Space] = {}
     if pixels:
         items["pixels"] = spaces.Box(0, 255, (*image_hw, 3), np.uint8)
+        for cam in cameras:
+            items[CAMERA_PREFIX + cam] = spaces.Box(0, 255, (*image_hw, 3), np.uint8)
     items["state"] = spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)
     return spaces.Dict(items)
 
@@ -84,6 +91,7 @@ class PixelStateEnv(gym.Env):
                  render_quality: str = "fast") -> None:
         self.image_hw = as_hw(image_size)
         self.use_pixels = bool(pixels)
+        self.cameras: tuple[str, ...] = ()  # extra cameras rendered into obs["pixels.<camera>"]
         self.render_quality = check_quality(render_quality)
         self.render_mode = "rgb_array"
         if self.use_pixels:
@@ -102,8 +110,13 @@ class PixelStateEnv(gym.Env):
             if frame.shape != (*self.image_hw, 3) or frame.dtype != np.uint8:
                 raise RuntimeError(f"{type(self).__name__} rendered {frame.shape} {frame.dtype}, "
                                    f"expected {(*self.image_hw, 3)} uint8.")
-            obs = {"pixels": frame, **obs}
+            obs = {"pixels": frame, **{CAMERA_PREFIX + c: np.ascontiguousarray(self._camera_frame(c))
+                                        for c in self.cameras}, **obs}
         return obs
+
+    def _camera_frame(self, camera: str) -> np.ndarray:
+        """uint8 [H,W,3] of a named camera (envs that take `cameras=[...]` implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} renders one camera")
 
     def _close(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

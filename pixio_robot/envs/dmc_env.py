@@ -54,6 +54,11 @@ class DmControlMixin:
         with no_gc_finalizers():  # a collected env's EGL context must not unbind ours mid-render
             return self._env.physics.render(height=h, width=w, camera_id=self.camera)
 
+    def _camera_frame(self, camera: str) -> np.ndarray:
+        h, w = self.image_hw
+        with no_gc_finalizers():
+            return self._env.physics.render(height=h, width=w, camera_id=camera)
+
     @property
     def physics(self):
         return self._env.physics

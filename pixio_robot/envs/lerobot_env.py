@@ -6,8 +6,10 @@
   in [0, 512]^2. Success: >95% of the T covers the goal; the episode ends there (as LeRobot).
 - ALOHA: the gym-aloha task renders three 480x640 cameras on every step whatever the
   observation size; this adapter drives the same dm_control task without those renders and
-  draws only the chosen camera (``top`` by default) at ``image_size``. ``state`` = the 14 joint
-  positions (``agent_pos`` in LeRobot's datasets). Success: reward == 4; the episode ends.
+  draws only the chosen camera (``top`` by default) at ``image_size``; ``cameras=[...]`` also
+  draws those into ``obs["pixels.<camera>"]`` (multi-camera policies: the evaluator asks for the
+  cameras a policy was trained on). ``state`` = the 14 joint positions (``agent_pos`` in
+  LeRobot's datasets). Success: reward == 4; the episode ends.
 Episode limits follow LeRobot's configs: PushT 300 steps, ALOHA 400.
 """
 
@@ -38,6 +40,11 @@ TASKS = {
                                        "Pick the cube with the right arm and transfer it to the left arm."),
     "aloha-insertion": LeRobotTask("aloha", 400, "insertion", "Insert the peg into the socket."),
 }
+
+
+def supports_cameras(task: str) -> bool:
+    """Whether `lerobot/<task>` takes `cameras=[...]` (ALOHA: several views; PushT: one)."""
+    return TASKS[task].kind == "aloha"
 
 
 def make_lerobot_env(task: str, **kw) -> PixelStateEnv:
@@ -88,7 +95,8 @@ class AlohaEnv(DmControlMixin, PixelStateEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
     def __init__(self, task: str, image_size: int | tuple[int, int] = (480, 640), *, camera: str | None = None,
-                 pixels: bool = True, render_quality: str = "fast", seed: int | None = None) -> None:
+                 cameras: list[str] | tuple[str, ...] | None = None, pixels: bool = True,
+                 render_quality: str = "fast", seed: int | None = None) -> None:
         super().__init__(image_size, pixels=pixels, render_quality=render_quality)
         from dm_control import mujoco as dm_mujoco
         from dm_control.rl import control
@@ -112,13 +120,15 @@ class AlohaEnv(DmControlMixin, PixelStateEnv):
                                         flat_observation=False)
         self._sim = sim
         self.task = task
-        self.camera = camera or "top"
+        self.cameras = tuple(str(c) for c in cameras or ())
+        self.camera = camera or (self.cameras[0] if self.cameras else "top")
         names = [physics.model.id2name(i, "camera") for i in range(physics.model.ncam)]
-        if self.camera not in names:
-            raise ValueError(f"ALOHA has no camera {self.camera!r}; choose one of {names}.")
+        for cam in (self.camera, *self.cameras):
+            if cam not in names:
+                raise ValueError(f"ALOHA has no camera {cam!r}; choose one of {names}.")
         apply_quality(physics.model, self.render_quality, min_size=self.image_hw)
         self.action_space = spaces.Box(-1.0, 1.0, (14,), np.float32)
-        self.observation_space = dict_space(self.image_hw, len(JOINTS), pixels)
+        self.observation_space = dict_space(self.image_hw, len(JOINTS), pixels, self.cameras)
         if seed is not None:
             super().reset(seed=int(seed))
 

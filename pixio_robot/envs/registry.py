@@ -194,7 +194,7 @@ def make_env(name: str, *, image_size: int | tuple[int, int] = 128, camera: str 
         if bad is None or bad.group(1) not in options:
             raise
         known = ["image_size", "camera", "frame_stack", "action_repeat", "max_episode_steps", "seed",
-                 "render_quality", "pixels", "state"]
+                 "render_quality", "pixels", "state", "cameras"]
         close = difflib.get_close_matches(bad.group(1), known, n=2)
         raise ValueError(f"make_env({name!r}): unknown option {bad.group(1)!r}"
                          + (f" (did you mean {' / '.join(close)}?)" if close else "")
@@ -207,6 +207,16 @@ def make_env(name: str, *, image_size: int | tuple[int, int] = 128, camera: str 
     if int(frame_stack) > 1:
         env = PixelHistory(env, frame_stack)
     return env
+
+
+def supports_cameras(name: str) -> bool:
+    """Whether env `name` takes `cameras=[...]` (extra views in obs["pixels.<camera>"])."""
+    family, task = parse_name(name)
+    if family == "lerobot":
+        from pixio_robot.envs.lerobot_env import supports_cameras as lerobot_cameras
+
+        return lerobot_cameras(task)
+    return False
 
 
 def make_vec_env(name: str, n: int, *, seed: int | None = None, vectorization: str = "sync",

@@ -7,6 +7,11 @@ its action is ignored). `policy.reset()` runs at the start of every round. Episo
 only on `(seed, episode_index)`, so a deterministic policy gives the same per-episode results
 for any `n_envs`.
 
+Cameras: the env's `pixels` is `observation.image`; an env's extra views `pixels.<camera>` are
+`observation.images.<camera>`. A policy trained on several cameras (`spec.image_keys`,
+`observation.images.<camera>`) gets the env built with `cameras=[...]` where the env takes it
+(`supports_cameras`, e.g. ALOHA); an env without them is refused before any episode, naming both.
+
 An env that raises (in reset or step) ends that episode as a failure with the error recorded;
 the env is rebuilt for the next round and the evaluation finishes.
 """
@@ -20,8 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from lerobot.utils.constants import OBS_IMAGE, OBS_STATE
+from lerobot.utils.constants import OBS_IMAGE, OBS_IMAGES, OBS_STATE
 
+from pixio_robot.envs.base import CAMERA_PREFIX
 from pixio_robot.evaluation.envpool import EnvFactory, EnvPool
 from pixio_robot.evaluation.results import EpisodeRecord, EvalResult, summarise
 from pixio_robot.evaluation.video import write_video
@@ -44,12 +50,38 @@ def _policy_device(policy: Any) -> torch.device | None:
 def _to_batch(obs_rows: list[dict], device: torch.device | None) -> dict[str, torch.Tensor]:
     """List of K env observations -> LeRobot-style batch (uint8 images, float32 state)."""
     batch = {OBS_IMAGE: torch.from_numpy(np.stack([o["pixels"] for o in obs_rows]))}  # (K,[T,]H,W,3)
+    for key in obs_rows[0]:
+        if key.startswith(CAMERA_PREFIX):  # pixels.<camera> -> observation.images.<camera>
+            batch[f"{OBS_IMAGES}.{key.removeprefix(CAMERA_PREFIX)}"] = torch.from_numpy(
+                np.stack([o[key] for o in obs_rows]))  # (K, H, W, 3)
     if "state" in obs_rows[0]:
         batch[OBS_STATE] = torch.from_numpy(
             np.stack([np.asarray(o["state"], dtype=np.float32) for o in obs_rows]))  # (K, S)
     if device is not None:
         batch = {k: v.to(device) for k, v in batch.items()}
     return batch
+
+
+def policy_cameras(policy: Any) -> list[str]:
+    """Env camera names of a multi-camera policy (`observation.images.<camera>` -> `<camera>`);
+    empty for a one-camera policy (it reads the env's `pixels`)."""
+    spec = getattr(policy, "spec", None)
+    keys = list(getattr(spec, "image_keys", None) or [])
+    if len(keys) < 2:
+        return []
+    return [k.removeprefix(OBS_IMAGES + ".") for k in keys]
+
+
+def camera_options(policy: Any, env_name: str, options: dict) -> dict:
+    """`options` plus `cameras=[...]` for a multi-camera policy, where the env takes it and the
+    caller did not choose the cameras."""
+    cams = policy_cameras(policy)
+    if cams and "cameras" not in options:
+        from pixio_robot.envs.registry import supports_cameras
+
+        if supports_cameras(env_name):
+            return {**options, "cameras": cams}
+    return options
 
 
 def _frame(obs: dict) -> np.ndarray:
@@ -101,7 +133,7 @@ def evaluate_policy(policy: Any, env_name: str, *, n_episodes: int, n_envs: int 
         options = {"image_size": image_size, "camera": camera, **(env_options or {})}
         if max_episode_steps is not None:
             options["max_episode_steps"] = max_episode_steps
-        env_fn = EnvFactory(env_name, options)
+        env_fn = EnvFactory(env_name, camera_options(policy, env_name, options))
     device = _policy_device(policy)
     records: list[EpisodeRecord] = []
     t_start, total_steps = time.perf_counter(), 0
@@ -163,6 +195,16 @@ def fit_problems(policy: Any, env_name: str, obs_space: Any, act_space: Any) -> 
         problems.append(f"the policy reads a {spec.state_dim}-d state, {env_name} gives none")
     elif spec.state_dim and state is not None and state.shape[-1] != spec.state_dim:
         problems.append(f"the policy reads {spec.state_dim}-d states, {env_name} gives {state.shape[-1]}-d")
+    cams = policy_cameras(policy)
+    spaces = getattr(obs_space, "spaces", None)
+    if cams and spaces is not None:
+        given = [k.removeprefix(CAMERA_PREFIX) for k in spaces if k.startswith(CAMERA_PREFIX)]
+        missing = [c for c in cams if c not in given]
+        if missing:
+            problems.append(f"the policy was trained on cameras {spec.image_keys}; {env_name} gives "
+                            f"{[f'{OBS_IMAGES}.{c}' for c in given] or 'one camera (observation.image)'}, "
+                            f"without {[f'{OBS_IMAGES}.{c}' for c in missing]} (a multi-camera env takes "
+                            "env_options.cameras=[...])")
     return problems
 
 

@@ -4,9 +4,14 @@
     select_action(batch)    batch[observation.image] uint8 [B,H,W,3] (or [B,T,H,W,3]),
                             batch[observation.state] float [B,S] -> actions [B,A] (env units);
                             the camera / state keys the policy was trained on
-                            (spec.image_key / spec.state_key) are accepted as well
-    forward(batch)          training: (loss, info); images [B,T,H,W,3] or cached frozen
-                            features batch[observation.features] [B,T,*F]
+                            (spec.image_key / spec.state_key) are accepted as well; a policy
+                            trained on several cameras (spec.image_keys) needs each of them
+    forward(batch)          training: (loss, info); images [B,T,H,W,3] (one per camera key when
+                            several) or cached frozen features batch[observation.features]
+                            [B,T,*F] (several cameras: [B,T,C,*F] in spec.image_keys order)
+
+Several cameras go through the ONE adapter (shared weights); their per-frame representations
+are concatenated in `spec.image_keys` order: [B,T,C,*R] -> [B,T,C*R0,*R[1:]].
 
 A policy owns its encoder adapter, the normalisation statistics of the data it was trained on,
 and the frame history it needs at inference (one row per env of a vectorised batch).
@@ -46,13 +51,21 @@ class PolicySpec:
     env_name: str | None = None
     image_size: int | None = None  # env frame side the data was recorded at
     camera: str | None = None
-    image_key: str = OBS_IMAGE  # dataset camera the policy was trained on
+    image_key: str = OBS_IMAGE  # dataset camera the policy was trained on (the first of image_keys)
     fps: int | None = None
     state_key: str | None = OBS_STATE  # dataset feature of the state (None: trained without state)
     action_key: str = ACTION  # dataset feature of the actions
     dataset: str | None = None  # what it was trained on (dataset root or hub id)
+    image_keys: list[str] | None = None  # every camera, in the order their embeddings are joined
 
     def __post_init__(self) -> None:
+        if self.image_keys is None:  # one camera (and configs saved before multi-camera)
+            self.image_keys = [self.image_key]
+        self.image_keys = [str(k) for k in self.image_keys]
+        if not self.image_keys or self.image_keys[0] != self.image_key:
+            raise ValueError(f"image_key {self.image_key!r} must be the first of image_keys {self.image_keys}")
+        if len(set(self.image_keys)) != len(self.image_keys):
+            raise ValueError(f"image_keys {self.image_keys} name a camera twice")
         if self.action_dim < 1:
             raise ValueError(f"action_dim must be >= 1, got {self.action_dim}")
         if self.state_dim < 0:
@@ -127,8 +140,53 @@ class PixioPolicy(nn.Module):
         return self.state_mean.device
 
     # -- shared stages --------------------------------------------------------------------------
+    @property
+    def camera_keys(self) -> list[str]:
+        """The cameras the policy reads, in the order their representations are joined."""
+        return list(self.spec.image_keys)
+
+    def _join_cameras(self, rep: torch.Tensor) -> torch.Tensor:
+        """[B,T,C,*R] per-camera representations -> [B,T,C*R0,*R[1:]] (camera order kept)."""
+        return rep.flatten(2, 3)
+
+    def encode_cameras(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """One image tensor [B,T,H,W,3] per camera of `camera_keys` -> [B,T,C*R0,*R[1:]]: every
+        camera through the one adapter in a single call."""
+        b, t = images[0].shape[:2]
+        for key, img in zip(self.camera_keys, images, strict=True):
+            if img.shape[:2] != (b, t):
+                raise ValueError(f"camera {key!r} has {tuple(img.shape[:2])} rows x frames, camera "
+                                 f"{self.camera_keys[0]!r} has {(b, t)}: give every camera the same rows")
+        flat = torch.cat([img.flatten(0, 1) for img in images])  # (C*B*T, H, W, 3)
+        rep = self.frame_repr(self.adapter.encode(flat))  # (C*B*T, *R)
+        rep = rep.reshape(len(images), b, t, *rep.shape[1:]).movedim(0, 2)  # (B, T, C, *R)
+        return self._join_cameras(rep)
+
+    def camera_images(self, batch: dict) -> list[torch.Tensor]:
+        """The frames of every trained camera (several cameras); a missing one is a KeyError naming
+        the trained and the given keys (another camera is never substituted)."""
+        missing = [k for k in self.camera_keys if k not in batch]
+        if missing:
+            raise KeyError(f"the policy was trained on cameras {self.camera_keys}; the batch lacks {missing} "
+                           f"(it holds camera keys {_image_keys(batch)}; all keys {sorted(batch)}). Pass every "
+                           "trained camera under its key")
+        return [torch.as_tensor(batch[k]) for k in self.camera_keys]
+
     def frames_from_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-frame representations [B,T,*R] from cached features or raw images."""
+        """Per-frame representations [B,T,*R] from cached features or raw images (several cameras:
+        joined, [B,T,C*R0,*R[1:]])."""
+        if len(self.camera_keys) > 1:
+            if OBS_FEATURES in batch:
+                feats = batch[OBS_FEATURES].to(self.device).float()  # (B, T, C, *F)
+                b, t, c = feats.shape[:3]
+                if c != len(self.camera_keys):
+                    raise ValueError(f"cached features hold {c} cameras, the policy reads {self.camera_keys}")
+                rep = self.frame_repr(feats.flatten(0, 2))  # (B*T*C, *R)
+                return self._join_cameras(rep.reshape(b, t, c, *rep.shape[1:]))
+            images = []
+            for img in self.camera_images(batch):
+                images.append(img[:, None] if img.ndim == 4 else img)  # (B, T, H, W, 3)
+            return self.encode_cameras(images)
         if OBS_FEATURES in batch:
             feats = batch[OBS_FEATURES].to(self.device).float()  # (B, T, *F)
             b, t = feats.shape[:2]
@@ -213,10 +271,28 @@ class PixioPolicy(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            img = torch.as_tensor(batch[self.image_key_in(batch)])
-            if img.ndim == 3:
-                img = img[None]
-            if img.ndim == 5:  # (B, T, H, W, 3) stacked by the env: keep the last frames
+            if len(self.camera_keys) > 1:
+                imgs = [img[None] if img.ndim == 3 else img for img in self.camera_images(batch)]
+                if len({img.ndim for img in imgs}) > 1:
+                    raise ValueError(f"cameras {self.camera_keys} mix stacked and single frames: "
+                                     f"{[tuple(i.shape) for i in imgs]}")
+                img = imgs[0]
+            else:
+                img = torch.as_tensor(batch[self.image_key_in(batch)])
+                if img.ndim == 3:
+                    img = img[None]
+                imgs = [img]
+            if len(imgs) > 1:
+                rep = self.encode_cameras([i if i.ndim == 5 else i[:, None] for i in imgs])  # (B, T, C*R)
+                if img.ndim == 5:
+                    rep = rep[:, -self.n_obs_steps:]
+                    if rep.shape[1] < self.n_obs_steps:
+                        pad = rep[:, :1].expand(-1, self.n_obs_steps - rep.shape[1], *rep.shape[2:])
+                        rep = torch.cat([pad, rep], dim=1)
+                    frames = self._history = rep
+                else:
+                    frames = self._update_history(rep[:, 0])
+            elif img.ndim == 5:  # (B, T, H, W, 3) stacked by the env: keep the last frames
                 b, t = img.shape[:2]
                 rep = self.frame_repr(self.adapter.encode(img.flatten(0, 1)))
                 rep = rep.reshape(b, t, *rep.shape[1:])[:, -self.n_obs_steps:]

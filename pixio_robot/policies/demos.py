@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_STATE
+from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_IMAGES, OBS_STATE
 
 from pixio_robot.policies.constants import ACTION_PAD, OBS_FEATURES
 from pixio_robot.utils.logging import get_logger
@@ -38,6 +38,13 @@ class DemoData:
     fps: int
     state_key: str | None = OBS_STATE  # dataset feature the states came from (None: no state)
     action_key: str = ACTION  # dataset feature the actions came from
+    image_keys: list[str] | None = None  # every camera read, in order (None: [image_key])
+
+    def __post_init__(self) -> None:
+        if self.image_keys is None:
+            self.image_keys = [self.image_key]
+        if self.image_key != self.image_keys[0]:
+            raise ValueError(f"image_key {self.image_key!r} must be the first of image_keys {self.image_keys}")
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -113,22 +120,47 @@ def _resolve_state_key(ds, feats: dict, cams: list[str], state_key: str | None) 
     return None
 
 
+def resolve_cameras(ds, image_key: str | None = None, cameras: list[str] | None = None) -> list[str]:
+    """The camera keys to read, in order: `[image_key]` (one camera), `cameras` (a subset, full
+    keys or short names: `top` -> `observation.images.top`), else every camera of the dataset
+    (its `meta.camera_keys` order). An unknown camera is a KeyError listing the dataset's."""
+    cams = list(ds.meta.camera_keys)
+    if not cams:
+        raise ValueError(f"dataset {ds.root} has no camera key; image policies need one")
+    if image_key is not None and cameras:
+        raise ValueError(f"dataset.image_key={image_key!r} and dataset.cameras={list(cameras)} both name cameras: "
+                         "set one (image_key: one camera; cameras: a list)")
+    if image_key is not None:
+        wanted = [image_key]
+    elif cameras:
+        wanted = [c if c in cams or c.startswith("observation.") else f"{OBS_IMAGES}.{c}" for c in cameras]
+    else:
+        return cams
+    for key in wanted:
+        if key not in cams:
+            raise KeyError(f"camera key {key!r} not in dataset {ds.root}; it has {cams}")
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"dataset.cameras={list(cameras or [])} names a camera twice")
+    return wanted
+
+
 def load_demos(root: str | None = None, repo_id: str | None = None, image_key: str | None = None,
                state_key: str | None = None, action_key: str = ACTION,
-               video_backend: str | None = DEFAULT_VIDEO_BACKEND) -> DemoData:
+               video_backend: str | None = DEFAULT_VIDEO_BACKEND, cameras: list[str] | None = None) -> DemoData:
     """Read a LeRobotDataset's states, actions and episode layout (frames stay on disk).
 
+    Cameras (`resolve_cameras`): `image_key` (one), `cameras` (a subset), else all of them.
     `state_key` None: `observation.state` when the dataset has it, else no state (a warning names
     other float vector features); a named `state_key` / `action_key` the dataset lacks is a
     ValueError listing its features. `video_backend` is lerobot's (pyav, as pretraining)."""
     ds = _open_dataset(root, repo_id, video_backend)
     cams = list(ds.meta.camera_keys)
-    if image_key is None:
-        if not cams:
-            raise ValueError(f"dataset {ds.root} has no camera key; image policies need one")
-        image_key = OBS_IMAGE if OBS_IMAGE in cams else cams[0]
-    elif image_key not in cams:
-        raise KeyError(f"camera key {image_key!r} not in dataset {ds.root}; it has {cams}")
+    image_keys = resolve_cameras(ds, image_key, cameras)
+    image_key = image_keys[0]
+    shapes = {tuple(ds.meta.features[k]["shape"]) for k in image_keys}
+    if len(shapes) > 1:
+        raise ValueError(f"cameras {image_keys} of dataset {ds.root} have different frame shapes {sorted(shapes)}; "
+                         "one shared encoder needs one size: choose cameras of one size with dataset.cameras=[...]")
     feats = ds.meta.features
     if action_key not in feats:
         raise ValueError(f"dataset.action_key={action_key!r} is not a feature of dataset {ds.root}; its features "
@@ -153,17 +185,33 @@ def load_demos(root: str | None = None, repo_id: str | None = None, image_key: s
     if shape[-1] != 3 and shape[0] == 3:
         shape = (shape[1], shape[2], shape[0])
     return DemoData(ds, image_key, states, actions, ep, ep_start, ep_end, shape, int(ds.fps),
-                    state_key=state_key, action_key=action_key)
+                    state_key=state_key, action_key=action_key, image_keys=image_keys)
 
 
 class DemoBatcher:
-    """Gathers training batches: history of frames (features or images), state, action chunk."""
+    """Gathers training batches: history of frames (features or images), state, action chunk.
 
-    def __init__(self, demo: DemoData, frames: np.ndarray, *, history: int, chunk: int, cached: bool) -> None:
-        if len(frames) != len(demo):
-            raise ValueError(f"{len(frames)} frames for {len(demo)} dataset rows")
-        self.demo, self.frames = demo, frames
+    `frames`: one array [N,*F] (one camera: `observation.features` [B,T,*F] or
+    `observation.image` [B,T,H,W,3], as ever), or a list with one array per camera of
+    `demo.image_keys` (several: `observation.features` [B,T,C,*F] in that camera order, or the
+    images under each camera key [B,T,H,W,3])."""
+
+    def __init__(self, demo: DemoData, frames: np.ndarray | list[np.ndarray], *, history: int, chunk: int,
+                 cached: bool) -> None:
+        per_cam = list(frames) if isinstance(frames, list | tuple) else [frames]
+        if len(per_cam) > 1 and len(per_cam) != len(demo.image_keys):
+            raise ValueError(f"{len(per_cam)} frame arrays for cameras {demo.image_keys}")
+        for f in per_cam:
+            if len(f) != len(demo):
+                raise ValueError(f"{len(f)} frames for {len(demo)} dataset rows")
+        self.demo, self.frames, self.per_cam = demo, per_cam[0], per_cam
         self.history, self.chunk, self.cached = history, chunk, cached
+
+    @staticmethod
+    def _gather(frames: np.ndarray, flat: np.ndarray, order: np.ndarray) -> np.ndarray:
+        gathered = np.empty((len(flat), *frames.shape[1:]), dtype=frames.dtype)
+        gathered[order] = frames[flat[order]]  # sorted reads are kinder to a memmap
+        return gathered
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         d = self.demo
@@ -174,11 +222,16 @@ class DemoBatcher:
         pad = ahead >= d.ep_end[rows][:, None]
         ahead = np.minimum(ahead, d.ep_end[rows][:, None] - 1)
         flat = hist.reshape(-1)
-        order = np.argsort(flat, kind="stable")  # sorted reads are kinder to a memmap
-        gathered = np.empty((len(flat), *self.frames.shape[1:]), dtype=self.frames.dtype)
-        gathered[order] = self.frames[flat[order]]
-        frames = torch.from_numpy(gathered.reshape(*hist.shape, *self.frames.shape[1:]))  # (B, T, *F)
-        return {OBS_FEATURES if self.cached else OBS_IMAGE: frames,
+        order = np.argsort(flat, kind="stable")
+        per_cam = [torch.from_numpy(self._gather(f, flat, order).reshape(*hist.shape, *f.shape[1:]))
+                   for f in self.per_cam]  # C x (B, T, *F)
+        if len(per_cam) == 1:
+            obs = {OBS_FEATURES if self.cached else OBS_IMAGE: per_cam[0]}
+        elif self.cached:
+            obs = {OBS_FEATURES: torch.stack(per_cam, dim=2)}  # (B, T, C, *F)
+        else:
+            obs = dict(zip(d.image_keys, per_cam, strict=True))  # camera key -> (B, T, H, W, 3)
+        return {**obs,
                 OBS_STATE: torch.from_numpy(d.states[rows]),
                 ACTION: torch.from_numpy(d.actions[ahead]),  # (B, C, A)
                 ACTION_PAD: torch.from_numpy(pad)}

@@ -1,4 +1,7 @@
-"""CortexBench MLP policy: fused embedding history + proprioception -> BatchNorm -> MLP -> action."""
+"""CortexBench MLP policy: fused embedding history + proprioception -> BatchNorm -> MLP -> action.
+
+Several cameras: each frame's embedding is the concatenation of every camera's embedding from the
+one shared adapter (E = C x adapter.out_dim, in `spec.image_keys` order)."""
 
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ class MLPPolicy(PixioPolicy):
         if len(self.adapter.feature_shape) != 1 and self.adapter.config.embedding != "spatial":
             raise ValueError("the MLP head needs one embedding vector per frame")
         state_dim = spec.state_dim if c.use_state else 0
-        in_dim = c.history * self.adapter.out_dim + state_dim
+        self.embed_dim = len(self.camera_keys) * self.adapter.out_dim  # cameras joined, spec.image_keys order
+        in_dim = c.history * self.embed_dim + state_dim
         layers: list[nn.Module] = [nn.BatchNorm1d(in_dim)] if c.input_batchnorm else []
         width = in_dim
         for h in c.hidden_sizes:
