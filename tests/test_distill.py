@@ -115,7 +115,9 @@ def test_distill_run_learns_resumes_and_exports_the_student(teacher_dir, tmp_pat
     from pixio_robot.pretrain.score import load_mae
 
     ckpt = load_mae(tmp_path / "full")
-    assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), ckpt.encoder.state_dict().values()))
+    assert list(enc.state_dict()) == list(ckpt.encoder.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), ckpt.encoder.state_dict().values(),
+                                                 strict=True))
     assert ckpt.projector[-1].out_features == 48
 
     # as if killed after step 6: resuming to 12 gives the same losses as the uninterrupted run
@@ -145,7 +147,9 @@ def test_distill_under_single_process_fsdp2_matches_plain(teacher_dir, tmp_path)
 
     plain = run_pretrain(cfg_for(tmp_path / "plain", teacher_dir, "steps=4"))
     fsdp = run_pretrain(cfg_for(tmp_path / "fsdp", teacher_dir, "steps=4", "parallel=fsdp"))
-    for (_, a), (_, b) in zip(plain["loss_history"], fsdp["loss_history"]):
+    steps = [s for s, _ in plain["loss_history"]]
+    assert steps == [s for s, _ in fsdp["loss_history"]] and steps[0] == 1 and steps[-1] == 4  # logged steps
+    for (_, a), (_, b) in zip(plain["loss_history"], fsdp["loss_history"], strict=True):
         assert a == pytest.approx(b, rel=1e-5)
     assert torch.equal(load_encoder(tmp_path / "plain").pos_embed, load_encoder(tmp_path / "fsdp").pos_embed) or \
         torch.allclose(load_encoder(tmp_path / "plain").pos_embed, load_encoder(tmp_path / "fsdp").pos_embed, atol=1e-6)

@@ -62,7 +62,7 @@ def torchrun(env: dict, run_dir: Path, *extra: str) -> dict:
 
 def _compare(a: dict, b: dict) -> None:
     assert [s for s, _ in a["loss_history"]] == [s for s, _ in b["loss_history"]] == list(range(1, 7))
-    for (_, x), (_, y) in zip(a["loss_history"], b["loss_history"]):
+    for (_, x), (_, y) in zip(a["loss_history"], b["loss_history"], strict=True):
         assert abs(x - y) < TOL, (a["loss_history"], b["loss_history"])
     assert a["loss_end"] < a["loss_start"]
 
@@ -152,7 +152,8 @@ def test_fsdp2_bf16_params_track_fp32(env, single, tmp_path):
     within bf16 round-off of the fp32 run."""
     ref, _ = single
     res = _in_process(tmp_path / "bf16", "parallel=fsdp", "amp=bf16")
-    for (_, x), (_, y) in zip(ref["loss_history"], res["loss_history"]):
+    assert len(ref["loss_history"]) == len(res["loss_history"]) > 0
+    for (_, x), (_, y) in zip(ref["loss_history"], res["loss_history"], strict=True):
         assert abs(x - y) / x < 2e-2, (ref["loss_history"], res["loss_history"])
     assert ref["loss_history"] != res["loss_history"]  # bf16 compute really ran
 
