@@ -208,3 +208,10 @@ def test_scalar_reports_wait_for_the_copy_and_still_stop_a_diverged_run(tmp_path
     reports.pending.append((30, torch.tensor([0.0, 0.0, 3.0, 3.0, float("nan")]), Event(), host))
     with pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row at step 30"):
         reports.drain(wait=True)
+
+
+def test_run_dir_default_names_the_run_also_outside_hydra():
+    from pixio_robot.pretrain.config import PretrainConfig
+
+    assert PretrainConfig(name="my_run").run_dir == "runs/pretrain/my_run"  # not a folder named ${name}
+    assert PretrainConfig(name="x", run_dir="/tmp/elsewhere").run_dir == "/tmp/elsewhere"

@@ -229,6 +229,9 @@ class PretrainConfig:
             raise ValueError("micro_batch_size must be >= 1, 0 (auto: fit the GPU) or null (batch / world size)")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        # the default names the run after `name`; Hydra interpolates it, a config built in Python
+        # (PretrainConfig(name="x")) must too, or the run dir is a folder literally named ${name}
+        self.run_dir = str(self.run_dir).replace("${name}", self.name)
         if self.amp not in ("auto", "bf16", "fp16", "none"):
             raise ValueError(f"amp must be auto | bf16 | fp16 | none, got {self.amp!r}")
         if self.parallel not in ("ddp", "fsdp", "hsdp"):
