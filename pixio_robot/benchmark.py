@@ -11,6 +11,11 @@ finished cells; `cell=<i>` runs one cell, so a launcher can spread the grid:
         encoders.1.path=runs/pretrain/tiny_cpu/encoder
     python -m pixio_robot.benchmark -m suite=cortexbench_metaworld cell='range(0,15)'  # one job per cell
     python -m pixio_robot.benchmark suite=cortexbench_metaworld report_only=true      # table + plots
+    python -m pixio_robot.benchmark suite=pusht_diffusion encoders=resnet18_vs_pixio  # LeRobot's Diffusion
+    python -m pixio_robot.benchmark suite=aloha_act encoders=resnet18_vs_pixio        # LeRobot's ACT
+
+`suite.policy: act | diffusion` suites train LeRobot's own policy instead of the MLP (see
+`pixio_robot.evaluation.lerobot_suite`); a `source: resnet18` column is LeRobot's built-in trunk.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from hydra.core.config_store import ConfigStore
 
 from pixio_robot.evaluation.grid import Cell, collect_records, make_cells, run_grid, slug
 from pixio_robot.evaluation.report import write_report
-from pixio_robot.evaluation.suites import EncoderSpec, SuiteConfig
+from pixio_robot.evaluation.suites import RESNET18, EncoderSpec, SuiteConfig
 from pixio_robot.utils.io import file_lock
 from pixio_robot.utils.logging import get_logger
 
@@ -62,6 +67,14 @@ class BenchmarkConfig:
             raise ValueError(f"tasks {unknown} are not in suite {self.suite.name!r}: {self.suite.tasks}")
         if self.vector_mode not in ("serial", "subproc"):
             raise ValueError(f"vector_mode must be 'serial' or 'subproc', got {self.vector_mode!r}")
+        labels = [e.label for e in self.encoders]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"encoder labels must be unique (they name the grid's columns): {labels}")
+        resnet = [e.label for e in self.encoders if e.source == RESNET18]
+        if resnet and not self.suite.lerobot:
+            raise ValueError(f"encoders {resnet} (source=resnet18: LeRobot's built-in trunk) need a LeRobot suite "
+                             "(suite.policy=act|diffusion, e.g. suite=pusht_diffusion); the MLP suites take "
+                             "pixio / checkpoint / timm encoders")
 
 
 ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
@@ -92,10 +105,17 @@ def _expert_path(cfg: BenchmarkConfig, task: str) -> Path | None:
 
 
 def ensure_demos(cfg: BenchmarkConfig, task: str) -> Path:
-    """Collect the suite's demos for `task` unless a complete dataset is already there."""
+    """Collect the suite's demos for `task` unless a complete dataset is already there
+    (`suite.dataset_root`: a LeRobotDataset the user has, used as it is)."""
     from pixio_robot.data import collect_demos
 
     s = cfg.suite
+    if s.dataset_root:
+        root = Path(s.dataset_root.replace("{task}", slug(task))).expanduser()
+        if not (root / "meta" / "info.json").is_file():
+            raise FileNotFoundError(f"suite.dataset_root: {root} is not a LeRobotDataset (no meta/info.json); "
+                                    "point it at one, or unset it to collect the suite's demos")
+        return root
     expert = _expert_path(cfg, task)
     if expert is not None:
         if not expert.is_file():
@@ -152,6 +172,10 @@ def cell_fingerprint(cfg: BenchmarkConfig, cell: Cell) -> str:
     expert = _expert_path(cfg, cell.task)
     if expert is not None and expert.is_file():  # demos (and so results) follow the expert's weights
         weights.append((str(expert), expert.stat().st_size, expert.stat().st_mtime_ns))
+    if cfg.suite.dataset_root:  # a user's dataset re-written in place is other demos
+        info = Path(cfg.suite.dataset_root.replace("{task}", slug(cell.task))).expanduser() / "meta" / "info.json"
+        if info.is_file():
+            weights.append((str(info), info.stat().st_size, info.stat().st_mtime_ns))
     blob = json.dumps({"suite": suite, "encoder": dataclasses.asdict(enc),
                        "weights": weights, "cell": dataclasses.asdict(cell)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -163,6 +187,10 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell) -> dict:
 
     enc = {e.label: e for e in cfg.encoders}[cell.encoder]
     root = ensure_demos(cfg, cell.task)
+    if cfg.suite.lerobot:  # LeRobot's own ACT / Diffusion: the column picks the trunk
+        from pixio_robot.evaluation.lerobot_suite import run_lerobot_cell
+
+        return run_lerobot_cell(cfg, cell, enc, root, Path(cfg.output_dir) / "runs" / cell.key)
     res = run_train(_train_config(cfg, cell, enc, root, Path(cfg.output_dir) / "runs" / cell.key))
     evals = [row for row in res["history"] if "success" in row]
     if not evals:

@@ -1,4 +1,5 @@
-"""The train entry's loop for LeRobot's own policies (`policy=pixio_act|pixio_diffusion`).
+"""The train entry's loop for LeRobot's own policies (`policy=pixio_act|pixio_diffusion`; `policy.type=act|
+diffusion`: LeRobot's built-in ones with their ResNet-18 trunk).
 
 Called by `pixio_robot.train._run_train` inside its run-dir lock and guard. LeRobot's processors
 normalise the batch, LeRobot's policy computes the loss (`policy.forward(batch) -> (loss, info)`),
@@ -36,8 +37,9 @@ def _frames(cfg, demo, cams, policy, cache) -> tuple[dict[str, np.ndarray], bool
     from pixio_robot.data.feature_cache import LeRobotFrames
     from pixio_robot.policies.lerobot.training import TrunkCacheEncoder
 
-    cached = cfg.use_cache and policy.config.type == "pixio_act" and policy.config.pixio_mode == "frozen"
-    if cfg.use_cache and not cached and policy.config.pixio_mode == "frozen":
+    mode = getattr(policy.config, "pixio_mode", None)  # None: LeRobot's built-in act / diffusion (ResNet trained)
+    cached = cfg.use_cache and policy.config.type == "pixio_act" and mode == "frozen"
+    if cfg.use_cache and not cached and mode == "frozen":
         log.info("train: %s re-encodes frames every step (its random crop changes the input; the cache serves "
                  "pixio_act)", policy.config.type)
     out, hits = {}, []

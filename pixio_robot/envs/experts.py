@@ -120,10 +120,10 @@ class SB3Expert:
 def make_expert(env_name: str, *, path: str | Path | None = None, algo: str | None = None, **kw):
     """The expert for `env_name`: an SB3 agent when `path` is given, else the scripted one.
 
-    Scripted experts exist for every ``metaworld/*`` task and ``lerobot/aloha-transfer-cube``.
-    For ``dmc/*``, ``gym/*`` and the other ``lerobot/*`` envs train an agent with
-    ``python -m pixio_robot.rl`` and pass its `.zip` as `path` (PushT / ALOHA insertion
-    demonstrations usually come from LeRobot's human datasets by hub id).
+    Scripted experts exist for every ``metaworld/*`` task, ``lerobot/aloha-transfer-cube`` and
+    ``lerobot/pusht`` (a centre pusher that ignores the block's angle: motion demos, few successes).
+    For ``dmc/*``, ``gym/*`` and ALOHA insertion train an agent with ``python -m pixio_robot.rl``
+    and pass its `.zip` as `path` (or use LeRobot's human datasets by hub id).
     """
     if path is not None:
         return SB3Expert(path, algo=algo, **kw)
@@ -134,8 +134,12 @@ def make_expert(env_name: str, *, path: str | Path | None = None, algo: str | No
         from pixio_robot.envs.aloha_expert import AlohaTransferCubeExpert
 
         return AlohaTransferCubeExpert(**kw)
+    if env_name == "lerobot/pusht":  # pushes the block's centre to the goal; seldom reaches 95% coverage
+        from pixio_robot.envs.pusht_expert import PushTPusherExpert
+
+        return PushTPusherExpert(**kw)
     raise ValueError(f"No scripted expert for {env_name!r}. Scripted experts: metaworld/*, "
-                     "lerobot/aloha-transfer-cube. For other envs "
+                     "lerobot/aloha-transfer-cube, lerobot/pusht (a centre pusher). For other envs "
                      "train one with `python -m pixio_robot.rl` (state observations) and pass "
                      "path='<agent>.zip', or use a LeRobot dataset by hub id.")
 

@@ -10,13 +10,21 @@ then runs it for several encoders and seeds. Shipped suites:
   demos from the project's SB3 experts (`expert_dir/<task>.zip`), 10 rollouts, score =
   return / 1000 * 100.
 - `quick`: two MetaWorld tasks at 64 px, CPU-laptop sized (minutes, not hours).
+- `pusht_diffusion`, `aloha_act`: LeRobot's own Diffusion Policy on PushT / ACT on ALOHA
+  transfer-cube (`policy: diffusion | act`), CPU-sized; an encoder column `source: resnet18` is
+  LeRobot's built-in policy with its own ResNet-18 trunk, any other column the same policy with
+  that encoder as its trunk (`pixio_diffusion` / `pixio_act`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 METRICS = ("success", "return")
+# suite.policy: the CortexBench MLP on frozen features, or one of LeRobot's own policies (the column picks its trunk)
+SUITE_POLICIES = ("mlp", "act", "diffusion", "pixio_act", "pixio_diffusion")
+RESNET18 = "resnet18"  # EncoderSpec.source of LeRobot's built-in ResNet-18 trunk (LeRobot suites only)
 
 
 @dataclass
@@ -36,7 +44,12 @@ class SuiteConfig:
     image_size: int = 64  # env frame side, for demos and rollouts
     camera: str | None = None
     max_episode_steps: int | None = None  # None: the env family's limit
-    # protocol (CortexBench MLP)
+    # an existing LeRobotDataset used instead of collecting demos (`{task}`: the task's file-safe name)
+    dataset_root: str | None = None
+    # policy: mlp (CortexBench, below) | act | diffusion (LeRobot's own; pixio_act / pixio_diffusion say the same)
+    policy: str = "mlp"
+    policy_options: dict[str, Any] = field(default_factory=dict)  # LeRobot config fields, for every column
+    # protocol (CortexBench MLP; LeRobot policies use epochs and batch_size, their lr is in policy_options)
     history: int = 3
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     use_state: bool = True
@@ -59,9 +72,26 @@ class SuiteConfig:
         for name in ("n_demos", "epochs", "eval_episodes", "batch_size", "history", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"suite.{name} must be >= 1, got {getattr(self, name)}")
+        if self.policy not in SUITE_POLICIES:
+            raise ValueError(f"suite.policy must be one of {SUITE_POLICIES}, got {self.policy!r}")
+        if self.policy_options and not self.lerobot:
+            raise ValueError("suite.policy_options are LeRobot config fields: set suite.policy=act|diffusion, "
+                             "or leave them empty for the MLP")
+        if self.dataset_root and len(self.tasks) > 1 and "{task}" not in self.dataset_root:
+            raise ValueError(f"suite.dataset_root={self.dataset_root!r} would serve all {len(self.tasks)} tasks: "
+                             "put {task} in it (the task's file-safe name) or run one task")
         if not self.seeds:
             raise ValueError("suite.seeds is empty; give at least one seed, e.g. suite.seeds=[100]")
         self.seeds = [int(s) for s in self.seeds]
+
+    @property
+    def lerobot(self) -> str | None:
+        """`act` / `diffusion` for the LeRobot suites, None for the MLP one."""
+        return None if self.policy == "mlp" else self.policy.removeprefix("pixio_")
+
+    def lerobot_type(self, enc: EncoderSpec) -> str:
+        """LeRobot policy type of a column: built-in `act` / `diffusion` for resnet18, else the plugin's."""
+        return self.lerobot if enc.source == RESNET18 else f"pixio_{self.lerobot}"
 
 
 @dataclass
@@ -69,7 +99,9 @@ class EncoderSpec:
     """One column of the grid: a frozen encoder given to the policies' adapter.
 
     `source`: pixio (a registry size, random init with `init_seed`), checkpoint (`path` to a
-    `save_encoder` dir / `.safetensors` / official `.pth` / pretraining run dir), or timm.
+    `save_encoder` dir / `.safetensors` / official `.pth` / pretraining run dir), or timm; in the
+    LeRobot suites also `resnet18`: LeRobot's built-in policy with its own ResNet-18 trunk (random
+    init, trained with the policy; `name` / `path` unused).
     """
 
     label: str = "pixio_random"

@@ -26,13 +26,20 @@ from lerobot.utils.constants import ACTION, OBS_STATE
 from pixio_robot.policies.constants import ACTION_PAD
 from pixio_robot.policies.encoder_adapter import AdapterConfig, tensor_digest
 
-LEROBOT_POLICIES = ("pixio_act", "pixio_diffusion")
+PIXIO_POLICIES = ("pixio_act", "pixio_diffusion")  # LeRobot's ACT / Diffusion with a Pixio / timm trunk
+BUILTIN_POLICIES = ("act", "diffusion")  # LeRobot's ACT / Diffusion as LeRobot builds them (ResNet-18 trunk)
+LEROBOT_POLICIES = PIXIO_POLICIES + BUILTIN_POLICIES
 
 
 @dataclass
 class LeRobotPolicyChoice:
     """`policy=pixio_act|pixio_diffusion`: the type and LeRobot config fields (`options`, e.g.
-    chunk_size, dim_model, optimizer_lr); the trunk comes from the train entry's `encoder.*`."""
+    chunk_size, dim_model, optimizer_lr); the trunk comes from the train entry's `encoder.*`.
+
+    `type=act|diffusion` (`policy=pixio_act policy.type=act`) trains LeRobot's built-in policy with
+    its own torchvision ResNet-18 trunk, trained end to end, `encoder.*` unused: the baseline column
+    of the LeRobot benchmark suites. Its trunk starts from random init unless
+    `options.pretrained_backbone_weights` names torchvision weights (that downloads them)."""
 
     type: str = "pixio_act"
     options: dict[str, Any] = field(default_factory=dict)
@@ -72,8 +79,11 @@ def build_lerobot_policy(choice: LeRobotPolicyChoice, enc: AdapterConfig, demo, 
     keep = [*cams] + ([OBS_STATE] if demo.state_key else [])
     inputs = {k: feats[k] for k in keep}
     cls = PreTrainedConfig.get_choice_class(choice.type)
+    # built-in act / diffusion: LeRobot's ResNet trunk, random init offline (LeRobot's default downloads ImageNet)
+    trunk = trunk_fields(enc) if choice.type in PIXIO_POLICIES else {"pretrained_backbone_weights": None}
+    trunk.update(_typed_options(cls, choice.options))
     config = cls(input_features=inputs, output_features={ACTION: feats[ACTION]}, device=str(device),
-                 push_to_hub=False, **trunk_fields(enc), **_typed_options(cls, choice.options))
+                 push_to_hub=False, **trunk)
     policy = get_policy_class(choice.type)(config).to(device)
     pre, post = make_pre_post_processors(config, dataset_stats=demo.dataset.meta.stats)
     return policy, pre, post
@@ -98,7 +108,7 @@ def _typed_options(cls, options: dict) -> dict:
 def action_window(policy) -> tuple[int, int, int]:
     """(n_obs_steps, first action offset, number of actions) of LeRobot's delta_timestamps."""
     c = policy.config
-    if c.type == "pixio_diffusion":
+    if c.type in ("pixio_diffusion", "diffusion"):
         return c.n_obs_steps, 1 - c.n_obs_steps, c.horizon
     return 1, 0, c.chunk_size
 
