@@ -157,3 +157,26 @@ def test_floors_random_init_of_the_same_architecture_and_pixels(tmp_path):
     assert cls.shape == (3, 16 * 16 * 3) and patches.shape == (3, 16, 768) and grid == (4, 4)
     # a raw patch token is the patch's pixels, channel-major
     assert np.allclose(patches[1, 5].reshape(3, 16, 16), rgb[1, 16:32, 16:32].transpose(2, 0, 1) / 255, atol=1e-6)
+
+
+def test_pooled_sums_give_the_direct_metrics_and_episode_intervals():
+    rng = np.random.default_rng(2)
+    y, pred = rng.normal(size=(40, 3)), rng.normal(size=(40, 3))
+    var = y.var(0)
+    assert heads.r2_finalize(var)(heads.r2_sums(y, pred).sum(0)) == pytest.approx(heads.r2(y, pred, var))
+    gt = rng.uniform(0.5, 3, size=(40, 8, 8))
+    dp = gt * rng.uniform(0.7, 1.4, size=gt.shape)
+    valid = rng.random(gt.shape) > 0.2
+    t = heads.depth_sums(dp, gt, valid).sum(0)
+    m = heads.depth_metrics(dp, gt, valid)
+    assert t[0] / t[2] == pytest.approx(m["absrel"]) and t[1] / t[2] == pytest.approx(m["delta1"])
+    sg, sp = rng.integers(0, 3, (40, 8, 8)), rng.integers(0, 3, (40, 8, 8))
+    assert heads.miou_finalize(heads.miou_sums(sp, sg, 3).sum(0)) == pytest.approx(heads.miou(sp, sg, 3))
+    # episodes that agree -> a narrow interval; one perfect and one bad episode -> a wide one
+    episodes = np.repeat(np.arange(4), 10)
+    good = y + 0.01 * rng.normal(size=y.shape)
+    lo, hi = heads.sums_bootstrap(heads.r2_sums(y, good), heads.r2_finalize(var), episodes, reps=500)
+    assert 0.99 < lo <= hi <= 1.0
+    mixed = np.where((episodes < 2)[:, None], good, pred)
+    lo, hi = heads.sums_bootstrap(heads.r2_sums(y, mixed), heads.r2_finalize(var), episodes, reps=500)
+    assert hi - lo > 0.5

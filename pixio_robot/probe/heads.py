@@ -11,8 +11,9 @@ Heads (closed form, deterministic, seconds on a CPU):
 Metrics: `r2` (per target group, 1 - SSE/SST on the test frames, averaged over the group's dims),
 `depth_metrics` (AbsRel = mean |d - d*| / d*, delta1 = fraction with max(d/d*, d*/d) < 1.25, on
 pixels that show geometry), `miou` (mean over classes present in truth or prediction of
-TP / (TP + FP + FN)). `episode_bootstrap` gives any metric a percentile interval by resampling
-the test episodes.
+TP / (TP + FP + FN)). Each metric also has per-frame additive sums (`*_sums`) and a `finalize`
+that turns pooled sums into the metric, so `sums_bootstrap` resamples whole test episodes from
+their per-episode sums (exactly the metric of the resampled frames, without touching pixels again).
 """
 
 from __future__ import annotations
@@ -85,22 +86,61 @@ def miou(pred: np.ndarray, gt: np.ndarray, n_classes: int) -> float:
     return float(np.mean(ious)) if ious else float("nan")
 
 
-def episode_bootstrap(metric: Callable[[np.ndarray], float], episodes: np.ndarray, reps: int = 1000,
-                      confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of `metric(frame_indices)` over resampled test episodes."""
-    eps = np.unique(episodes)
+def r2_sums(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(F, 1 + T): per frame, 1 and the squared error per target dim."""
+    y, pred = np.asarray(y, np.float64).reshape(len(y), -1), np.asarray(pred, np.float64).reshape(len(y), -1)
+    return np.concatenate([np.ones((len(y), 1)), (y - pred) ** 2], 1)
+
+
+def r2_finalize(var: np.ndarray) -> Callable[[np.ndarray], float]:
+    var = np.asarray(var, np.float64).reshape(-1)
+    ok = var > 1e-12
+
+    def fin(t: np.ndarray) -> float:
+        return float(np.mean(1 - (t[1:][ok] / t[0]) / var[ok])) if ok.any() else float("nan")
+
+    return fin
+
+
+def depth_sums(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(F, 3): per frame, sum of |d - d*| / d*, count of delta < 1.25, count of valid pixels."""
+    p, g = np.maximum(np.asarray(pred, np.float64), 1e-3), np.asarray(gt, np.float64)
+    v = np.asarray(valid, bool)
+    rel = np.where(v, np.abs(p - g) / np.where(v, g, 1.0), 0.0)
+    ratio = np.maximum(p / np.where(v, g, 1.0), np.where(v, g, 1.0) / p)
+    axes = tuple(range(1, p.ndim))
+    return np.stack([rel.sum(axes), (v & (ratio < 1.25)).sum(axes), v.sum(axes)], 1)
+
+
+def miou_sums(pred: np.ndarray, gt: np.ndarray, n_classes: int) -> np.ndarray:
+    """(F, 3C): per frame and class, TP, FP, FN pixel counts."""
+    axes = tuple(range(1, np.ndim(pred)))
+    cols = []
+    for c in range(n_classes):
+        p, g = pred == c, gt == c
+        cols += [(p & g).sum(axes), (p & ~g).sum(axes), (~p & g).sum(axes)]
+    return np.stack(cols, 1).astype(np.float64)
+
+
+def miou_finalize(t: np.ndarray) -> float:
+    tp, fp, fn = t[0::3], t[1::3], t[2::3]
+    union = tp + fp + fn
+    return float(np.mean(tp[union > 0] / union[union > 0])) if (union > 0).any() else float("nan")
+
+
+def sums_bootstrap(frame_sums: np.ndarray, finalize: Callable[[np.ndarray], float], episodes: np.ndarray,
+                   reps: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of `finalize(pooled sums)` over resampled test episodes."""
+    eps, inv = np.unique(episodes, return_inverse=True)
     if eps.size < 2:
         return float("nan"), float("nan")
-    rows = {e: np.flatnonzero(episodes == e) for e in eps}
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(reps):
-        pick = rng.choice(eps, size=eps.size, replace=True)
-        v = metric(np.concatenate([rows[e] for e in pick]))
-        if np.isfinite(v):
-            vals.append(v)
+    per_ep = np.zeros((eps.size, frame_sums.shape[1]))
+    np.add.at(per_ep, inv, frame_sums)  # (E, K)
+    idx = np.random.default_rng(seed).integers(0, eps.size, size=(reps, eps.size))
+    vals = np.array([finalize(t) for t in per_ep[idx].sum(1)])
+    vals = vals[np.isfinite(vals)]
     a = (1 - confidence) / 2
-    return (float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))) if vals else (float("nan"), float("nan"))
+    return (float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))) if vals.size else (float("nan"), float("nan"))
 
 
 def _patch_targets(maps: np.ndarray, grid: tuple[int, int]) -> np.ndarray:

@@ -95,36 +95,41 @@ def _split(episode: np.ndarray, test_episodes: int) -> tuple[np.ndarray, np.ndar
     return eps[:-test_episodes], eps[-test_episodes:]
 
 
-def _scored(metric, episodes: np.ndarray, reps: int) -> dict:
-    idx = np.arange(len(episodes))
-    v = metric(idx)
-    lo, hi = heads.episode_bootstrap(metric, episodes, reps=reps)
-    return {"value": float(v), "lo": lo, "hi": hi}
+def _scored(frame_sums: np.ndarray, finalize, episodes: np.ndarray, reps: int) -> dict:
+    lo, hi = heads.sums_bootstrap(frame_sums, finalize, episodes, reps=reps)
+    return {"value": finalize(frame_sums.sum(0)), "lo": lo, "hi": hi}
 
 
 def state_scores(x_tr, ys_tr: dict, x_te, ys_te: dict, ep_te: np.ndarray, groups, reps: int) -> dict:
     """Ridge per state group; R^2 per group and their mean, with intervals over test episodes."""
     preds = {g: heads.Ridge().fit(x_tr, ys_tr[g]).predict(x_te) for g in groups}
     var = {g: ys_te[g].reshape(len(ys_te[g]), -1).var(0) for g in groups}  # the test set's scale, fixed
-    out = {g: _scored(lambda i, g=g: heads.r2(ys_te[g][i], preds[g][i], var[g]), ep_te, reps) for g in groups}
-    out["mean"] = _scored(lambda i: float(np.nanmean([heads.r2(ys_te[g][i], preds[g][i], var[g]) for g in groups])),
-                          ep_te, reps)
+    sums = {g: heads.r2_sums(ys_te[g], preds[g]) for g in groups}
+    fins = {g: heads.r2_finalize(var[g]) for g in groups}
+    out = {g: _scored(sums[g], fins[g], ep_te, reps) for g in groups}
+    widths = np.cumsum([0] + [sums[g].shape[1] for g in groups])
+    stacked = np.concatenate([sums[g] for g in groups], 1)
+
+    def mean_fin(t: np.ndarray) -> float:
+        return float(np.nanmean([fins[g](t[widths[i]:widths[i + 1]]) for i, g in enumerate(groups)]))
+
+    out["mean"] = _scored(stacked, mean_fin, ep_te, reps)
     return out
 
 
 def dense_scores(p_tr, d_tr, s_tr, p_te, d_te, s_te, ep_te, grid, reps: int, stride: int) -> dict:
     hw = d_te.shape[1:3]
-    valid_tr = s_tr >= 0  # every pixel; depth of the far plane (sky) is excluded by range below
-    far = float(np.quantile(d_tr[valid_tr], 0.999))
+    far = float(np.quantile(d_tr, 0.999))  # the far plane (sky, distant walls) is left out of depth
     dmask_te = d_te < far * 0.99
     depth = heads.DenseProbe(1, stride).fit(p_tr, np.minimum(d_tr, far), grid)
     dp = depth.predict(p_te, grid, hw)[..., 0]
     k = len(SEG_CLASSES)
     seg = heads.DenseProbe(k, stride).fit(p_tr, np.eye(k, dtype=np.float32)[s_tr], grid)
     sp = seg.predict(p_te, grid, hw).argmax(-1)
-    return {"depth_absrel": _scored(lambda i: heads.depth_metrics(dp[i], d_te[i], dmask_te[i])["absrel"], ep_te, reps),
-            "depth_delta1": _scored(lambda i: heads.depth_metrics(dp[i], d_te[i], dmask_te[i])["delta1"], ep_te, reps),
-            "seg_miou": _scored(lambda i: heads.miou(sp[i], s_te[i], k), ep_te, reps)}
+    dsums = heads.depth_sums(dp, d_te, dmask_te)
+    return {"depth_absrel": _scored(dsums, lambda t: float(t[0] / t[2]), ep_te, reps),
+            "depth_delta1": _scored(dsums, lambda t: float(t[1] / t[2]), ep_te, reps),
+            "seg_miou": _scored(heads.miou_sums(sp, s_te, k), heads.miou_finalize, ep_te, reps)}
 
 
 def probe_cell(feats, data: dict, cfg) -> dict:
@@ -214,7 +219,7 @@ def _run_probe(cfg, out: Path) -> dict:
     set_dir = ensure_set(tasks, root=cfg.set_root, progress=cfg.progress, **set_args)
     data = {t: load_set(set_dir, t) for t in tasks}
     encoders = build_encoders(cfg)
-    protocol = json.dumps({"set": set_key(tasks, **set_args), "test_episodes": cfg.test_episodes,
+    protocol = json.dumps({"v": 2, "set": set_key(tasks, **set_args), "test_episodes": cfg.test_episodes,
                            "train_sizes": list(cfg.train_sizes), "stride": cfg.dense_stride,
                            "reps": cfg.bootstrap_reps}, sort_keys=True)
     by_label = {e.label: e for e in encoders}
