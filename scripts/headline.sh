@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/headline}
 PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 MUJOCO_GL=${MUJOCO_GL:-egl}
+# one BLAS thread per process: the stages run side by side on 2 cores (oversubscribed OpenBLAS
+# threads spin: a ridge fit measured 25x slower at load 10)
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 PIXIO_STEPS=${PIXIO_STEPS:-2000}
 # equal compute: FlopCounterMode gives 1.188 GFLOP/image (fwd+bwd) for pixio_mae_tiny, 0.773 for mae_tiny
 MAE_STEPS=$(( PIXIO_STEPS * 1188 / 773 ))
@@ -24,5 +27,9 @@ if [ "${STAGE:-all}" = all ] || [ "${STAGE}" = probe ]; then
 fi
 if [ "${STAGE:-all}" = all ] || [ "${STAGE}" = bc ]; then
   $PY -m pixio_robot.benchmark suite=quick "encoders=$enc" 'suite.seeds=[100,200,300]' \
-    output_dir=$OUT/bc probe_dir=$OUT/probe progress=false num_threads=1
+    output_dir=$OUT/bc progress=false num_threads=1
+fi
+if [ -f "$OUT/probe/report/probes.json" ] && [ -d "$OUT/bc/cells" ]; then  # probe scores beside success
+  $PY -m pixio_robot.benchmark suite=quick "encoders=$enc" 'suite.seeds=[100,200,300]' \
+    output_dir=$OUT/bc probe_dir=$OUT/probe report_only=true progress=false
 fi

@@ -27,9 +27,16 @@ def private_sim_cache(tmp_path_factory):
 
 
 def pytest_configure(config):
+    import signal
+
     import torch
 
     torch.set_num_threads(1)
+    # A suite started in the background by a non-interactive shell inherits SIGINT as ignored, and
+    # so would every entry it runs (Python then installs no KeyboardInterrupt handler): the Ctrl-C
+    # tests would wait forever. Restore the default, so children start with SIGINT as a user's do.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):

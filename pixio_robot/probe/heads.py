@@ -38,19 +38,33 @@ class Ridge:
         self.mu, self.sd = x.mean(0), x.std(0) + 1e-8
         self.ymu = y.mean(0)
         xs, yc = (x - self.mu) / self.sd, y - self.ymu
-        u, s, vt = np.linalg.svd(xs, full_matrices=False)  # xs = U S V^T
-        uty = u.T @ yc
+        n, d = xs.shape
+        # The eigen-decomposition of the smaller Gram matrix gives the thin SVD xs = U S V^T:
+        # n x n (X X^T) for wide features (flattened patch tokens), d x d (X^T X) otherwise.
+        if d >= n:
+            s2, u = np.linalg.eigh(xs @ xs.T)  # (n,), (n, n)
+            v = None
+        else:
+            s2, v = np.linalg.eigh(xs.T @ xs)  # (d,), (d, d)
+            keep = s2 > 1e-10 * max(float(s2.max()), 1e-30)
+            s2, v = s2[keep], v[:, keep]
+            u = (xs @ v) / np.sqrt(s2)  # (n, r)
+        s2 = np.clip(s2, 0.0, None)
+        uty = u.T @ yc  # (r, T)
         best = None
         for a in self.alphas:
-            f = s**2 / (s**2 + a)  # shrinkage per singular direction
+            f = s2 / (s2 + a)  # shrinkage per singular direction
             fitted = u @ (f[:, None] * uty)
-            h = (u**2 * f).sum(1)  # leverage (hat diagonal); intercept handled by centring
-            loo = ((yc - fitted) / np.maximum(1 - h - 1.0 / len(x), 1e-6)[:, None]) ** 2
+            h = (u**2 * f).sum(1)  # leverage (hat diagonal); the intercept adds 1/n (centring)
+            loo = ((yc - fitted) / np.maximum(1 - h - 1.0 / n, 1e-6)[:, None]) ** 2
             err = float(loo.mean())
             if best is None or err < best[0]:
                 best = (err, a)
         self.alpha = best[1]
-        self.coef = vt.T @ ((s / (s**2 + self.alpha))[:, None] * uty)  # (D, T)
+        if v is None:  # coef = X^T U diag(1 / (s^2 + a)) U^T y
+            self.coef = xs.T @ (u @ (uty / (s2 + self.alpha)[:, None]))  # (D, T)
+        else:  # coef = V diag(1 / (s^2 + a)) V^T X^T y
+            self.coef = v @ ((v.T @ (xs.T @ yc)) / (s2 + self.alpha)[:, None])
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
