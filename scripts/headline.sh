@@ -23,7 +23,7 @@ enc="[{label: pixio, source: checkpoint, name: pixio_vittiny, path: $OUT/pretrai
 {label: mae, source: checkpoint, name: pixio_vittiny, path: $OUT/pretrain_mae, embedding: spatial},\
 {label: random_init, source: pixio, name: pixio_vittiny, embedding: spatial}]"
 if [ "${STAGE:-all}" = all ] || [ "${STAGE}" = probe ]; then
-  $PY -m pixio_robot.probe "encoders=$enc" floors=true output_dir=$OUT/probe progress=false
+  $PY -m pixio_robot.probe "encoders=$enc" floors=true output_dir=$OUT/probe progress=false ${PROBE_ARGS:-}
 fi
 if [ "${STAGE:-all}" = all ] || [ "${STAGE}" = bc ]; then
   $PY -m pixio_robot.benchmark suite=quick "encoders=$enc" 'suite.seeds=[100,200,300]' \
