@@ -22,14 +22,15 @@ fi
 enc="[{label: pixio, source: checkpoint, name: pixio_vittiny, path: $OUT/pretrain_pixio, embedding: spatial},\
 {label: mae, source: checkpoint, name: pixio_vittiny, path: $OUT/pretrain_mae, embedding: spatial},\
 {label: random_init, source: pixio, name: pixio_vittiny, embedding: spatial}]"
+bc_enc=(encoders.0.path=$OUT/pretrain_pixio encoders.1.path=$OUT/pretrain_mae)  # configs/benchmark/encoders/headline.yaml
 if [ "${STAGE:-all}" = all ] || [ "${STAGE}" = probe ]; then
   $PY -m pixio_robot.probe "encoders=$enc" floors=true output_dir=$OUT/probe progress=false ${PROBE_ARGS:-}
 fi
 if [ "${STAGE:-all}" = all ] || [ "${STAGE}" = bc ]; then
-  $PY -m pixio_robot.benchmark suite=quick "encoders=$enc" 'suite.seeds=[100,200,300]' \
+  $PY -m pixio_robot.benchmark suite=quick encoders=headline "${bc_enc[@]}" 'suite.seeds=[100,200,300]' \
     output_dir=$OUT/bc progress=false num_threads=1
 fi
 if [ -f "$OUT/probe/report/probes.json" ] && [ -d "$OUT/bc/cells" ]; then  # probe scores beside success
-  $PY -m pixio_robot.benchmark suite=quick "encoders=$enc" 'suite.seeds=[100,200,300]' \
+  $PY -m pixio_robot.benchmark suite=quick encoders=headline "${bc_enc[@]}" 'suite.seeds=[100,200,300]' \
     output_dir=$OUT/bc probe_dir=$OUT/probe report_only=true progress=false
 fi

@@ -119,9 +119,14 @@ def state_scores(x_tr, ys_tr: dict, x_te, ys_te: dict, ep_te: np.ndarray, groups
 
 def dense_scores(p_tr, d_tr, s_tr, p_te, d_te, s_te, ep_te, grid, reps: int, stride: int) -> dict:
     hw = d_te.shape[1:3]
-    far = float(np.quantile(d_tr, 0.999))  # the far plane (sky, distant walls) is left out of depth
-    dmask_te = d_te < far * 0.99
-    depth = heads.DenseProbe(1, stride).fit(p_tr, np.minimum(d_tr, far), grid)
+    # Pixels that show no geometry read MuJoCo's far clipping plane (~100 m here, the max of every
+    # depth map): they are left out of the metrics, and capped at the farthest real depth in the
+    # targets (else a few 100 m values dominate the least-squares fit).
+    clip = float(max(d_tr.max(), d_te.max())) * 0.98
+    near_tr = d_tr[d_tr < clip]
+    cap = float(near_tr.max()) if near_tr.size else clip
+    dmask_te = d_te < clip
+    depth = heads.DenseProbe(1, stride).fit(p_tr, np.minimum(d_tr, cap), grid)
     dp = depth.predict(p_te, grid, hw)[..., 0]
     k = len(SEG_CLASSES)
     seg = heads.DenseProbe(k, stride).fit(p_tr, np.eye(k, dtype=np.float32)[s_tr], grid)
@@ -219,7 +224,7 @@ def _run_probe(cfg, out: Path) -> dict:
     set_dir = ensure_set(tasks, root=cfg.set_root, progress=cfg.progress, **set_args)
     data = {t: load_set(set_dir, t) for t in tasks}
     encoders = build_encoders(cfg)
-    protocol = json.dumps({"v": 2, "set": set_key(tasks, **set_args), "test_episodes": cfg.test_episodes,
+    protocol = json.dumps({"v": 3, "set": set_key(tasks, **set_args), "test_episodes": cfg.test_episodes,
                            "train_sizes": list(cfg.train_sizes), "stride": cfg.dense_stride,
                            "reps": cfg.bootstrap_reps}, sort_keys=True)
     by_label = {e.label: e for e in encoders}
