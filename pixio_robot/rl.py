@@ -477,7 +477,7 @@ def run_rl(cfg: RLConfig) -> dict:
 def _run_rl(cfg: RLConfig, run_dir: Path) -> dict:
     from stable_baselines3.common.callbacks import CallbackList
 
-    from pixio_robot.train import resolve_device
+    from pixio_robot.utils.device import resolve_device
     from pixio_robot.utils.io import save_json
     from pixio_robot.utils.run import prepare_run_dir
 

@@ -27,6 +27,7 @@ from omegaconf import MISSING
 
 from pixio_robot.policies.encoder_adapter import AdapterConfig
 from pixio_robot.policies.lerobot.training import LEROBOT_POLICIES
+from pixio_robot.utils.device import resolve_device  # noqa: F401 - re-exported for callers
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger("pixio_robot.train")
@@ -121,14 +122,6 @@ RETIRED_POLICIES = {"act": "pixio_act", "diffusion": "pixio_diffusion"}
 def retired_policy_message(name: str) -> str:
     return (f"policy={name} (the project's home-made {name} head) is retired: use policy={RETIRED_POLICIES[name]} "
             f"(LeRobot's own {'ACT' if name == 'act' else 'Diffusion Policy'} with a Pixio trunk)")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name} but CUDA is not available; use device=cpu")
-    return torch.device(name)
 
 
 def _optimizer(policy, cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -66,7 +66,7 @@ def run_lerobot_train(cfg, run_dir: Path, demo, t_start: float) -> dict:
         build_lerobot_policy,
         save_lerobot_policy,
     )
-    from pixio_robot.train import resolve_device
+    from pixio_robot.utils.device import resolve_device
     from pixio_robot.utils.io import save_json
 
     device = resolve_device(cfg.device)

@@ -39,7 +39,8 @@ def lerobot_train_config(cfg, cell: Cell, enc: EncoderSpec, root: Path, run_dir:
 def run_lerobot_cell(cfg, cell: Cell, enc: EncoderSpec, root: Path, run_dir: Path) -> dict:
     """Train -> evaluate the final policy -> the cell record (the MLP cells' fields)."""
     from pixio_robot.evaluate import EvaluateConfig, run_evaluate
-    from pixio_robot.train import resolve_device, run_train
+    from pixio_robot.train import run_train
+    from pixio_robot.utils.device import resolve_device
 
     s = cfg.suite
     res = run_train(lerobot_train_config(cfg, cell, enc, root, run_dir))
