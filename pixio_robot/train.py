@@ -227,36 +227,30 @@ TRAIN_FREE_KEYS = ("run_dir", "resume", "progress", "tensorboard", "device", "nu
 TRAIN_ARTIFACTS = ("policy", "policy_best", "results.json", "tb", "config.yaml", "git.txt", "command.txt")
 
 
+def train_run_dir(cfg: TrainConfig, run_dir: Path):
+    from pixio_robot.utils.rundir import RunDir
+
+    return RunDir(run_dir, "train", artifacts=TRAIN_ARTIFACTS, finished=("results.json", "policy/model.safetensors"),
+                  free_keys=TRAIN_FREE_KEYS)
+
+
 def check_train_dir(cfg: TrainConfig, run_dir: Path) -> dict | None:
-    """The run-dir guard, before anything is written: returns the saved results when the same run
-    already finished there (nothing to do), None to train. Outputs of a run with other settings are
-    refused with the differences; `resume=false` moves them to `previous/<time>/`; an unfinished run
-    with the same settings (training has no checkpoints) is moved aside and trained again."""
+    """The run-dir guard (`RunDir`), before anything is written: returns the saved results when the
+    same run already finished there (nothing to do), None to train. Outputs of a run with other
+    settings are refused with the differences; `resume=false` moves them to `previous/<time>/`; an
+    unfinished run with the same settings (training has no checkpoints) is moved aside and trained
+    again."""
+    import json
+
     from pixio_robot.utils.run import to_plain
-    from pixio_robot.utils.rundir import config_diff, move_aside, read_config, refuse_message
 
-    if not any((run_dir / a).exists() for a in ("policy", "policy_best", "results.json", "tb")):
-        return None  # nothing of a run here (at most the config of a launch that failed on its inputs)
-    if not cfg.resume:
-        dest = move_aside(run_dir, TRAIN_ARTIFACTS)
-        log.warning("train: resume=false: moved the earlier outputs of %s to %s", run_dir, dest)
-        return None
-    old = read_config(run_dir)
-    if old is None:
-        raise ValueError(f"run_dir={run_dir} holds training outputs without a readable config.yaml: choose another "
-                         "run_dir=, or pass resume=false to move them to previous/<time>/")
-    diffs = config_diff(old, to_plain(cfg), TRAIN_FREE_KEYS)
-    if diffs:
-        raise ValueError(refuse_message(run_dir, diffs))
-    results = run_dir / "results.json"
-    if results.is_file() and (run_dir / "policy" / "model.safetensors").is_file():
-        import json
-
+    rd = train_run_dir(cfg, run_dir)
+    state = rd.check(to_plain(cfg), resume=cfg.resume)
+    if state == "done":
         log.info("train: %s already holds this finished run: nothing to do (resume=false trains it again)", run_dir)
-        return json.loads(results.read_text())
-    dest = move_aside(run_dir, TRAIN_ARTIFACTS)
-    log.warning("train: %s holds an unfinished run with these settings (no checkpoints to resume): moved its outputs "
-                "to %s and training again", run_dir, dest)
+        return json.loads((run_dir / "results.json").read_text())
+    if state == "resume":
+        rd.restart("an unfinished run with these settings (no checkpoints to resume)")
     return None
 
 

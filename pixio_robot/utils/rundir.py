@@ -14,6 +14,13 @@ settings guard helpers (flatten, diff) and the move-aside convention.
 - `config_diff(old, new, ignore)`: "key: old -> new" lines between two plain config trees.
 - `move_aside(run_dir, names)`: `resume=false` moves a run's artifacts to `previous/<time>/`
   inside the run directory (never deletes them).
+- `RunDir`: the one guard every entry uses (pretrain, train, rl, collect, benchmark, probe):
+  lock + writability on enter, then `check(config)` decides, before anything is written,
+  "fresh" / "resume" / "done" by one rule set: nothing of a run there -> fresh; `resume=false` ->
+  its artifacts moved to `previous/<time>/` -> fresh; a run with other identity settings -> refused
+  with `key: old -> new`; the same settings -> "done" when its finished marker exists, else
+  "resume" (the entry resumes from its checkpoints, or moves the unfinished outputs aside when it
+  has none: `restart()`).
 """
 
 from __future__ import annotations
@@ -165,5 +172,88 @@ def refuse_message(run_dir: Path, diffs: list[str]) -> str:
             "run_dir=, or pass resume=false to move its outputs to previous/<time>/ and start afresh")
 
 
-__all__ = ["LOCK_NAME", "RunDirBusy", "RunDirError", "config_diff", "describe_holder", "ensure_writable", "flat",
+class RunDir:
+    """One run directory of one entry (see the module doc).
+
+    `artifacts`: what a run writes there (moved aside together; hydra's and the user's other files
+    stay). `finished`: the file(s) whose presence means the run completed. `free_keys`: config keys
+    that may change between a run and its resume (threads, progress bars, device, ...): every other
+    key is identity. `identity`: optional function plain-config -> the dict compared instead (e.g.
+    pretraining compares model/data/seed, not its step count, which a resume may raise).
+    `previous_config`: optional function run_dir -> the earlier run's plain config (default: its
+    config.yaml).
+
+        with RunDir(path, "train", artifacts=(...), finished=("results.json",)) as rd:
+            state = rd.check(to_plain(cfg), resume=cfg.resume)   # "fresh" | "resume" | "done"
+    """
+
+    def __init__(self, path: str | Path, entry: str, *, artifacts: Iterable[str], finished: Iterable[str] = (),
+                 free_keys: Iterable[str] = (), identity=None, previous_config=None, lock: bool = True,
+                 lock_path: str | Path | None = None) -> None:
+        self.path, self.entry = Path(path), entry
+        self.artifacts, self.finished = tuple(artifacts), tuple(finished)
+        self.free_keys, self.identity, self.previous_config = tuple(free_keys), identity, previous_config
+        self.lock, self.lock_path = lock, lock_path
+        self.moved_to: Path | None = None
+        self._ctx = None
+
+    def __enter__(self) -> RunDir:
+        if self.lock:
+            self._ctx = run_dir_lock(self.path, self.lock_path)
+            self._ctx.__enter__()
+        else:
+            ensure_writable(self.path)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            ctx.__exit__(*exc)
+
+    def has_run(self) -> bool:
+        return any((self.path / a).exists() for a in self.artifacts if a not in _RECORD_FILES)
+
+    def is_finished(self) -> bool:
+        return bool(self.finished) and all((self.path / f).exists() for f in self.finished)
+
+    def restart(self, why: str = "") -> Path | None:
+        """Move this run's artifacts to `previous/<time>/` (nothing is deleted)."""
+        dest = move_aside(self.path, self.artifacts)
+        if dest is not None:
+            self.moved_to = dest
+            _log().warning("%s: %smoved the earlier outputs of %s to %s", self.entry, f"{why}: " if why else "",
+                           self.path, dest)
+        return dest
+
+    def check(self, config: dict, *, resume: bool = True) -> str:
+        """"fresh" | "resume" | "done" for a run with plain `config` (see the class doc); raises
+        ValueError naming the differences when the directory holds another run."""
+        if not self.has_run():
+            return "fresh"
+        if not resume:
+            self.restart("resume=false")
+            return "fresh"
+        old = self.previous_config(self.path) if self.previous_config else read_config(self.path)
+        if old is None:
+            raise ValueError(f"run_dir={self.path} holds {self.entry} outputs without a readable config.yaml, so it "
+                             "cannot be resumed: choose another run_dir=, or pass resume=false to move them to "
+                             "previous/<time>/")
+        pick = self.identity or (lambda d: d)
+        diffs = config_diff(pick(old), pick(config), self.free_keys)
+        if diffs:
+            raise ValueError(refuse_message(self.path, diffs))
+        return "done" if self.is_finished() else "resume"
+
+
+# files every entry writes at the start (they alone do not make a run worth guarding)
+_RECORD_FILES = ("config.yaml", "git.txt", "command.txt")
+
+
+def _log():
+    from pixio_robot.utils.logging import get_logger
+
+    return get_logger("pixio_robot.rundir")
+
+
+__all__ = ["RunDir", "LOCK_NAME", "RunDirBusy", "RunDirError", "config_diff", "describe_holder", "ensure_writable", "flat",
            "move_aside", "read_config", "refuse_message", "run_dir_lock"]
