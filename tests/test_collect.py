@@ -86,7 +86,7 @@ def test_interrupted_collect_keeps_episodes_and_continues(tmp_path):
 def test_killed_between_attempt_and_record_ends_with_the_uninterrupted_seeds(tmp_path, monkeypatch, cut):
     """A kill while an episode is saved (video encoding takes a while) must not burn its seed, nor
     save it twice when the dataset write landed but the record did not."""
-    import pixio_robot.data.collect as collect_mod
+    import pixio_robot.data.recorder as collect_mod
 
     root = tmp_path / "reacher"
     kw = dict(image_size=16, seed=5, max_episode_steps=6, progress=False, expert=ConstantExpert())

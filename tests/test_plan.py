@@ -104,7 +104,7 @@ def test_hybrid_sharding_scales_where_full_sharding_is_bound_by_the_network():
 
 def test_auto_micro_batch_fits_the_card_and_divides_the_batch():
     from pixio_robot.pretrain.config import ModelConfig, PretrainConfig
-    from pixio_robot.pretrain.train import _batch_math, auto_micro_batch
+    from pixio_robot.pretrain.loop import _batch_math, auto_micro_batch
 
     def cfg(name, batch, **kw):
         return PretrainConfig(model=ModelConfig(name=name, img_size=256), batch_size=batch, micro_batch_size=0, **kw)

@@ -170,7 +170,7 @@ def test_step_never_reads_device_values(monkeypatch, clip, accum):
 def test_scalar_reports_wait_for_the_copy_and_still_stop_a_diverged_run(tmp_path):
     """Logged scalars are read only once their device->host copy has landed (CUDA event query),
     in order; a diverged run still raises when its scalars are read."""
-    from pixio_robot.pretrain.train import NonFiniteLossError, _ScalarReports
+    from pixio_robot.pretrain.loop import NonFiniteLossError, _ScalarReports
 
     class Event:
         def __init__(self):

@@ -60,7 +60,7 @@ def test_run_outputs_and_loss_falls(tmp_path):
 
 def test_divergence_stops_with_a_clear_message(tmp_path):
     from pixio_robot.pretrain import run_pretrain
-    from pixio_robot.pretrain.train import NonFiniteLossError
+    from pixio_robot.pretrain.loop import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError, match="non-finite losses in a row.*Lower optim.lr"):
         run_pretrain(cfg_for(tmp_path / "run", "steps=30", "optim.lr=1e12", "optim.warmup_steps=0",

@@ -207,7 +207,7 @@ def test_eval_env_mismatch_names_the_training_dataset(dataset, tmp_path):
     assert "trained on gym/Reacher-v5" not in msg  # the eval env is not what it was trained on
     assert f"trained on the demos of dataset {dataset}" in msg and "eval.env_name=gym/Reacher-v5 does not fit" in msg
     where = traceback.extract_tb(info.value.__traceback__)[-1]  # what user_errors reports as the location
-    assert Path(where.filename).name == "train.py" and where.name == "_check_eval_env"
+    assert Path(where.filename).name == "loop.py" and where.name == "_check_eval_env"
     # evaluating a saved policy on an env that does not fit names its dataset, not the env it is checked against
     from types import SimpleNamespace
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "collect_demos": "pixio_robot.data.collect",
-    "rollout_episode": "pixio_robot.data.collect",
+    "collect_demos": "pixio_robot.data.recorder",
+    "rollout_episode": "pixio_robot.data.recorder",
     "DemoWriter": "pixio_robot.data.lerobot_io",
     "demo_features": "pixio_robot.data.lerobot_io",
     "load_frames": "pixio_robot.data.lerobot_io",

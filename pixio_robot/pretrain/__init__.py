@@ -14,8 +14,8 @@ from pixio_robot.pretrain.config import (
 
 
 def run_pretrain(cfg: PretrainConfig) -> dict:
-    """Run pretraining (see `pixio_robot.pretrain.train.run_pretrain`)."""
-    from pixio_robot.pretrain.train import run_pretrain as _run
+    """Run pretraining (see `pixio_robot.pretrain.loop.run_pretrain`)."""
+    from pixio_robot.pretrain.loop import run_pretrain as _run
 
     return _run(cfg)
 

@@ -28,7 +28,7 @@ def to_config(cfg: DictConfig) -> PretrainConfig:
 
 @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.pretrain", config_name="config")
 def _app(cfg: DictConfig) -> None:
-    from pixio_robot.pretrain.train import run_pretrain
+    from pixio_robot.pretrain.loop import run_pretrain
 
     with user_errors("re-run the same command to resume from the last checkpoint"):
         run_pretrain(to_config(cfg))

@@ -16,7 +16,7 @@ from pixio_robot.utils import dist as udist
 from pixio_robot.utils.logging import get_logger
 from pixio_robot.utils.run import to_plain
 
-log = get_logger("pixio_robot.pretrain.train")
+log = get_logger("pixio_robot.pretrain.loop")
 
 
 # what makes a run this run: resuming checkpoints written with other values would mix two runs

@@ -10,14 +10,13 @@ fine-tuned ones from a decoded-frame memmap. Periodic rollouts go through
 The run directory gets config.yaml, git.txt, TensorBoard events, `policy/` (final),
 `policy_best/` (best rollout success) and results.json. `run_train(cfg)` is the hydra-free API.
 `policy=pixio_act|pixio_diffusion` trains LeRobot's own ACT / Diffusion Policy instead
-(`pixio_robot.train_lerobot`), saved in LeRobot's pretrained format in `policy/`.
+(`pixio_robot.train.lerobot`), saved in LeRobot's pretrained format in `policy/`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,103 +24,12 @@ import numpy as np
 import torch
 from omegaconf import MISSING
 
-from pixio_robot.policies.encoder_adapter import AdapterConfig
 from pixio_robot.policies.lerobot.training import LEROBOT_POLICIES
-from pixio_robot.utils.device import resolve_device  # noqa: F401 - re-exported for callers
+from pixio_robot.train.config import RETIRED_POLICIES, OptimConfig, TrainConfig, retired_policy_message
+from pixio_robot.utils.device import resolve_device
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger("pixio_robot.train")
-
-
-@dataclass
-class DatasetConfig:
-    root: str | None = None  # LeRobotDataset folder on disk
-    repo_id: str | None = None  # hub id (downloads; only when named)
-    image_key: str | None = None  # one camera key (default: every camera of the dataset, see `cameras`)
-    cameras: list[str] | None = None  # subset of cameras, in order (keys or short names: top); default all
-    state_key: str | None = None  # state feature (default: observation.state when present, else no state)
-    action_key: str = "action"  # action feature
-    video_backend: str = "pyav"  # lerobot video decoder (pyav | torchcodec), as pretraining
-    val_fraction: float = 0.1  # share of episodes held out for the validation loss
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 1e-3  # CortexBench: Adam, lr 1e-3, batch 256, 100 epochs
-    batch_size: int = 256
-    epochs: int = 100
-    weight_decay: float = 0.0
-    encoder_lr: float | None = None  # lr of trainable encoder weights (default lr / 10)
-    grad_clip: float | None = None
-
-
-@dataclass
-class EvalConfig:
-    env_name: str | None = None  # make_env name; null: the env recorded by pixio_robot.collect, else none
-    every_epochs: int = 5  # rollouts every N epochs (and after the last); 0: only after the last
-    n_episodes: int = 25  # 0: no rollouts
-    n_envs: int = 5
-    seed: int = 100
-    image_size: int | None = None  # env render size (default: the dataset's frame size)
-    camera: str | None = None
-    max_episode_steps: int | None = None
-    n_videos: int = 0
-    vector_mode: str = "serial"  # serial | subproc
-    stop_on_success: bool = False  # end an episode at its first success (same success rate, faster)
-    env_options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class TrainConfig:
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    encoder: AdapterConfig = field(default_factory=AdapterConfig)
-    policy: Any = MISSING  # MLPConfig | LeRobotPolicyChoice (pixio_act / pixio_diffusion) (group `policy`)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    cache_dir: str = "~/.cache/pixio_robot/features"
-    use_cache: bool = True  # frozen encoder: train from cached features
-    cache_dtype: str = "float32"  # float16 halves the cache (patch tokens of big encoders)
-    encode_batch_size: int = 64
-    device: str = "auto"  # auto | cpu | cuda[:i]
-    seed: int = 0
-    num_threads: int | None = None
-    run_dir: str | None = None  # default: hydra's run dir, or runs/train/<timestamp>
-    resume: bool = True  # false: move an earlier run's outputs in run_dir to previous/<time>/ first
-    tensorboard: bool = True
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.optim.batch_size < 2:
-            raise ValueError(f"optim.batch_size must be >= 2, got {self.optim.batch_size}")
-        if self.optim.epochs < 1:
-            raise ValueError(f"optim.epochs must be >= 1, got {self.optim.epochs}")
-        if not 0.0 <= self.dataset.val_fraction < 1.0:
-            raise ValueError(f"dataset.val_fraction must be in [0, 1), got {self.dataset.val_fraction}")
-
-
-def register_configs() -> None:
-    """Schemas in hydra's ConfigStore: `train_schema`, `pixio_train_policy/{mlp,lerobot}_schema`."""
-    from hydra.core.config_store import ConfigStore
-
-    from pixio_robot.policies import MLPConfig
-    from pixio_robot.policies.lerobot.training import LeRobotPolicyChoice
-    from pixio_robot.utils.cli import register_resolvers
-
-    register_resolvers()
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
-    # A group of its own: ConfigStore groups are global, and a `policy` group would turn other
-    # apps' `policy=<path>` overrides (python -m pixio_robot.evaluate) into group selections.
-    cs.store(group="pixio_train_policy", name="mlp_schema", node=MLPConfig)
-    cs.store(group="pixio_train_policy", name="lerobot_schema", node=LeRobotPolicyChoice)
-
-
-RETIRED_POLICIES = {"act": "pixio_act", "diffusion": "pixio_diffusion"}
-
-
-def retired_policy_message(name: str) -> str:
-    return (f"policy={name} (the project's home-made {name} head) is retired: use policy={RETIRED_POLICIES[name]} "
-            f"(LeRobot's own {'ACT' if name == 'act' else 'Diffusion Policy'} with a Pixio trunk)")
 
 
 def _optimizer(policy, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -293,7 +201,7 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
 
     d = cfg.dataset
     if cfg.policy.type in LEROBOT_POLICIES:
-        from pixio_robot.train_lerobot import run_lerobot_train
+        from pixio_robot.train.lerobot import run_lerobot_train
 
         demo = load_demos(d.root, d.repo_id, d.image_key, state_key=d.state_key, action_key=d.action_key,
                           video_backend=d.video_backend, cameras=d.cameras)
@@ -413,36 +321,3 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
     return results
 
 
-def main() -> None:
-    """Console entry (`pixio-train`)."""
-    import sys
-
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-
-    from pixio_robot.utils.cli import to_config, user_errors
-
-    for arg in sys.argv[1:]:
-        name = arg.lstrip("+~").removeprefix("policy=") if arg.lstrip("+~").startswith("policy=") else None
-        if name in RETIRED_POLICIES:
-            print(f"error: {retired_policy_message(name)}", file=sys.stderr)
-            sys.exit(1)
-    register_configs()
-
-    @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.train", config_name="config")
-    def _main(dcfg) -> None:
-        with user_errors():
-            cfg = to_config(dcfg)
-            if cfg.run_dir is None:
-                cfg.run_dir = HydraConfig.get().runtime.output_dir
-            res = run_train(cfg)
-        keys = ("best_success", "final_success", "final_train_loss", "final_val_loss", "cache", "policy_dir")
-        print({k: res[k] for k in keys})
-
-    from pixio_robot.utils.cli import run_app
-
-    run_app(_main)
-
-
-if __name__ == "__main__":
-    main()

@@ -16,64 +16,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from hydra.core.config_store import ConfigStore
-
+from pixio_robot.quickstart.config import QuickstartConfig
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-
-@dataclass
-class QuickstartConfig:
-    """Schema of the quickstart (defaults sized for <= 20 minutes on 2 CPU cores)."""
-
-    output_dir: str = "runs/quickstart"  # stable, so re-running resumes
-    # 1. pretraining (the pretrain entry's tiny model on the simulator corpus)
-    pretrain_model: str = "pixio_mae_tiny"
-    pretrain_steps: int = 200
-    pretrain_batch_size: int = 32
-    pretrain_img_size: int = 128
-    sim_frames: int = 1500
-    sim_envs: list[str] | None = None  # scenes of the corpus (None: the pretrain entry's default set)
-    sim_render_size: int = 144
-    sim_cache_dir: str | None = None  # None: ~/.cache/pixio_robot/sim_frames
-    # 2-3. demos, behaviour cloning, rollouts
-    tasks: list[str] = field(default_factory=lambda: ["metaworld/button-press-topdown-v3",
-                                                      "metaworld/drawer-open-v3"])
-    n_demos: int = 10
-    image_size: int = 128  # env frames; the encoders see them at this size too
-    max_episode_steps: int = 150
-    epochs: int = 40
-    # how the BC head reads the frozen encoder: spatial (patch tokens -> a learned projection) or
-    # mean_cls (the CortexBench protocol). 200 CPU steps leave the class tokens nearly constant
-    # across frames (0.8% relative spread vs 13% for random weights); the patch tokens carry what
-    # pretraining learned.
-    embedding: str = "spatial"
-    eval_episodes: int = 10
-    n_envs: int = 5
-    vector_mode: str = "subproc"
-    seed: int = 100
-    data_root: str = "~/.cache/pixio_robot/demos"
-    cache_dir: str = "~/.cache/pixio_robot/features"
-    threads: int = 1  # torch threads (0: torch default); 1 is fastest on 2 cores
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.tasks:
-            raise ValueError("quickstart needs at least one task, e.g. tasks=[metaworld/drawer-open-v3]")
-        from pixio_robot.policies.encoder_adapter import EMBEDDINGS
-
-        if self.embedding not in EMBEDDINGS:
-            raise ValueError(f"embedding={self.embedding!r} is not one of {EMBEDDINGS}")
-        for name in ("pretrain_steps", "n_demos", "epochs", "eval_episodes", "n_envs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-ConfigStore.instance().store(name="quickstart_schema", node=QuickstartConfig)
 
 
 def pretrain_config(cfg: QuickstartConfig, run_dir: Path):
@@ -261,24 +209,3 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     return result
 
 
-def main() -> None:
-    """Console script / `python -m` entry (hydra)."""
-    import hydra
-
-    from pixio_robot.utils.cli import to_config, user_errors
-
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-    @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.quickstart", config_name="config")
-    def _app(dcfg) -> None:
-        with user_errors("re-run the same command to resume (finished steps are kept)"):
-            run_quickstart(to_config(dcfg))
-
-    from pixio_robot.utils.cli import run_app
-
-    run_app(_app)
-
-
-if __name__ == "__main__":
-    main()

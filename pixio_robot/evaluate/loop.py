@@ -16,51 +16,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
-
+from pixio_robot.evaluate.config import EvaluateConfig
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-
-@dataclass
-class EvaluateConfig:
-    """Schema of the evaluate entry; `None` fields come from the policy's saved config."""
-
-    policy: str = MISSING  # saved policy dir (model.safetensors + config.json): ours, or a LeRobot pretrained_model
-    env: str | None = None  # e.g. metaworld/drawer-open-v3; default: the policy's env
-    n_episodes: int = 50
-    n_envs: int = 4
-    seed: int = 1000
-    image_size: int | None = None
-    camera: str | None = None
-    max_episode_steps: int | None = None
-    n_videos: int = 2
-    video_fps: int = 20
-    vector_mode: str = "subproc"  # subproc: one process per env (rendering in parallel); serial
-    stop_on_success: bool = False
-    device: str = "cpu"
-    num_threads: int | None = None  # torch threads of the policy process (1 suits 2 cores + env workers)
-    progress: bool = True
-    output_dir: str | None = None  # default: the hydra run dir (runs/evaluate/<timestamp>)
-
-    def __post_init__(self) -> None:
-        if self.n_episodes < 1:
-            raise ValueError(f"n_episodes must be >= 1, got {self.n_episodes}")
-        if self.n_envs < 1:
-            raise ValueError(f"n_envs must be >= 1, got {self.n_envs}")
-        if self.vector_mode not in ("serial", "subproc"):
-            raise ValueError(f"vector_mode must be 'serial' or 'subproc', got {self.vector_mode!r}")
-        if self.n_videos < 0:
-            raise ValueError(f"n_videos must be >= 0, got {self.n_videos}")
-
-
-ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 
 _ENV_KEYS = ("env_name", "env")
 _SIZE_KEYS = ("image_size",)
@@ -158,24 +121,3 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict
     return {**result.summary(), "run_dir": str(out)}
 
 
-def main() -> None:
-    """Console script / `python -m` entry (hydra)."""
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-
-    from pixio_robot.utils.cli import register_resolvers, to_config, user_errors
-
-    register_resolvers()
-
-    @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.evaluate", config_name="config")
-    def _app(dcfg) -> None:
-        with user_errors():
-            run_evaluate(to_config(dcfg), HydraConfig.get().runtime.output_dir)
-
-    from pixio_robot.utils.cli import run_app
-
-    run_app(_app)
-
-
-if __name__ == "__main__":
-    main()

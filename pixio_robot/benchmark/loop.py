@@ -21,63 +21,16 @@ finished cells; `cell=<i>` runs one cell, so a launcher can spread the grid:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from hydra.core.config_store import ConfigStore
-
+from pixio_robot.benchmark.config import BenchmarkConfig
 from pixio_robot.evaluation.grid import Cell, collect_records, make_cells, run_grid, slug
 from pixio_robot.evaluation.report import write_report
-from pixio_robot.evaluation.suites import RESNET18, EncoderSpec, SuiteConfig
+from pixio_robot.evaluation.suites import EncoderSpec
 from pixio_robot.utils.io import file_lock
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-
-@dataclass
-class BenchmarkConfig:
-    """Schema of the benchmark entry."""
-
-    suite: SuiteConfig = field(default_factory=SuiteConfig)
-    encoders: list[EncoderSpec] = field(default_factory=lambda: [EncoderSpec()])
-    tasks: list[str] | None = None  # subset of the suite's tasks (default: all)
-    seeds: list[int] | None = None  # override the suite's seeds
-    cell: int | None = None  # run only this cell index (0-based, in task/encoder/seed order)
-    report_only: bool = False  # only aggregate the finished cells
-    force: bool = False  # re-run finished cells
-    output_dir: str = "runs/benchmark/quick"  # stable per suite, so re-running resumes
-    data_root: str = "~/.cache/pixio_robot/demos"
-    cache_dir: str = "~/.cache/pixio_robot/features"
-    n_envs: int = 5
-    vector_mode: str = "serial"  # serial | subproc (rollout envs in worker processes)
-    device: str = "auto"
-    num_threads: int | None = None
-    tensorboard: bool = False
-    progress: bool = True
-    # a `python -m pixio_robot.probe` output dir of the same encoders (same labels): the report adds
-    # their probe scores and the rank correlation between probe score and success
-    probe_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.encoders:
-            raise ValueError("no encoders: give at least one under encoders (see configs/benchmark/encoders)")
-        unknown = sorted(set(self.tasks or []) - set(self.suite.tasks))
-        if unknown:
-            raise ValueError(f"tasks {unknown} are not in suite {self.suite.name!r}: {self.suite.tasks}")
-        if self.vector_mode not in ("serial", "subproc"):
-            raise ValueError(f"vector_mode must be 'serial' or 'subproc', got {self.vector_mode!r}")
-        labels = [e.label for e in self.encoders]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"encoder labels must be unique (they name the grid's columns): {labels}")
-        resnet = [e.label for e in self.encoders if e.source == RESNET18]
-        if resnet and not self.suite.lerobot:
-            raise ValueError(f"encoders {resnet} (source=resnet18: LeRobot's built-in trunk) need a LeRobot suite "
-                             "(suite.policy=act|diffusion, e.g. suite=pusht_diffusion); the MLP suites take "
-                             "pixio / checkpoint / timm encoders")
-
-
-ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
 
 
 def grid_cells(cfg: BenchmarkConfig) -> list[Cell]:
@@ -267,31 +220,3 @@ def _probe_scores(probe_dir: str | None) -> dict[str, float] | None:
     return json.loads(path.read_text())["probe_scores"]
 
 
-def main() -> None:
-    """Console script / `python -m` entry (hydra)."""
-    import os
-
-    import hydra
-
-    from pixio_robot.utils.cli import RunError, to_config, user_errors
-
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-    @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.benchmark", config_name="config")
-    def _app(dcfg) -> None:
-        with user_errors("re-run the same command: finished cells are skipped"):
-            cfg = to_config(dcfg)
-            summary = run_benchmark(cfg)
-            if summary["failed"] and not cfg.report_only:  # batch schedulers / CI must see it
-                raise RunError(f"{len(summary['failed'])} of {summary['cells']} cell(s) failed: "
-                               f"{', '.join(summary['failed'][:5])}{' ...' if len(summary['failed']) > 5 else ''}; "
-                               f"each error is in {cfg.output_dir}/cells/<cell>.json. Re-running retries them")
-
-    from pixio_robot.utils.cli import run_app
-
-    run_app(_app)
-
-
-if __name__ == "__main__":
-    main()

@@ -10,52 +10,9 @@ Interrupt it at any time; re-running the same command keeps the saved episodes a
 from __future__ import annotations
 
 import contextlib
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
-
-from pixio_robot.utils.cli import to_config, user_errors
-
-
-@dataclass
-class CollectConfig:
-    """Schema of the collect entry (unknown keys are errors)."""
-
-    env: str = "metaworld/drawer-open-v3"
-    episodes: int = 3
-    root: str | None = None
-    image_size: int = 64
-    camera: str | None = None
-    seed: int = 0
-    only_success: bool = True
-    expert_path: str | None = None
-    repo_id: str | None = None
-    append: bool = False
-    use_videos: bool = True
-    max_episode_steps: int | None = None
-    steps_after_success: int = 10
-    max_attempts: int | None = None
-    render_quality: str = "fast"
-    vcodec: str = "h264"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.episodes < 0:
-            raise ValueError(f"episodes must be >= 0, got {self.episodes}")
-        if not 8 <= self.image_size <= 4096:
-            raise ValueError(f"image_size must be in [8, 4096], got {self.image_size}")
-        if self.render_quality not in ("fast", "default"):
-            raise ValueError(f"render_quality must be 'fast' or 'default', got {self.render_quality!r}")
-
-    def resolved_root(self) -> Path:
-        return Path(self.root or f"demos/{self.env.replace('/', '_')}_{self.image_size}px")
-
-
-ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
+from pixio_robot.collect.config import CollectConfig
 
 
 def run_collect(cfg: CollectConfig, run_dir: str | Path | None = None) -> dict:
@@ -78,8 +35,8 @@ def run_collect(cfg: CollectConfig, run_dir: str | Path | None = None) -> dict:
 
 
 def _collect(cfg: CollectConfig, root: Path, run_dir) -> dict:
-    from pixio_robot.data.collect import collect_demos
     from pixio_robot.data.lerobot_io import read_collect_info
+    from pixio_robot.data.recorder import collect_demos
     from pixio_robot.utils.io import save_json
 
     root = collect_demos(cfg.env, cfg.episodes, root, image_size=cfg.image_size, camera=cfg.camera,
@@ -97,23 +54,3 @@ def _collect(cfg: CollectConfig, root: Path, run_dir) -> dict:
     return result
 
 
-@hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.collect", config_name="config")
-def _app(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    with user_errors("re-run the same command to continue to the requested number of episodes"):
-        result = run_collect(to_config(cfg), run_dir=HydraConfig.get().runtime.output_dir)
-    print(f"{result['episodes']} episodes ({result['frames']} frames) in {result['root']}; "
-          f"expert success {result['successes']}/{result['attempts']} attempts")
-
-
-def main() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import pixio_robot.envs  # noqa: F401  (chooses the GL backend before mujoco is imported)
-    from pixio_robot.utils.cli import run_app
-
-    run_app(_app)
-
-
-if __name__ == "__main__":
-    main()

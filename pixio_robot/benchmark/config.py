@@ -1,0 +1,54 @@
+"""The schema of `python -m pixio_robot.benchmark` (hydra ConfigStore nodes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+from pixio_robot.evaluation.suites import RESNET18, EncoderSpec, SuiteConfig
+
+
+@dataclass
+class BenchmarkConfig:
+    """Schema of the benchmark entry."""
+
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+    encoders: list[EncoderSpec] = field(default_factory=lambda: [EncoderSpec()])
+    tasks: list[str] | None = None  # subset of the suite's tasks (default: all)
+    seeds: list[int] | None = None  # override the suite's seeds
+    cell: int | None = None  # run only this cell index (0-based, in task/encoder/seed order)
+    report_only: bool = False  # only aggregate the finished cells
+    force: bool = False  # re-run finished cells
+    output_dir: str = "runs/benchmark/quick"  # stable per suite, so re-running resumes
+    data_root: str = "~/.cache/pixio_robot/demos"
+    cache_dir: str = "~/.cache/pixio_robot/features"
+    n_envs: int = 5
+    vector_mode: str = "serial"  # serial | subproc (rollout envs in worker processes)
+    device: str = "auto"
+    num_threads: int | None = None
+    tensorboard: bool = False
+    progress: bool = True
+    # a `python -m pixio_robot.probe` output dir of the same encoders (same labels): the report adds
+    # their probe scores and the rank correlation between probe score and success
+    probe_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.encoders:
+            raise ValueError("no encoders: give at least one under encoders (see configs/benchmark/encoders)")
+        unknown = sorted(set(self.tasks or []) - set(self.suite.tasks))
+        if unknown:
+            raise ValueError(f"tasks {unknown} are not in suite {self.suite.name!r}: {self.suite.tasks}")
+        if self.vector_mode not in ("serial", "subproc"):
+            raise ValueError(f"vector_mode must be 'serial' or 'subproc', got {self.vector_mode!r}")
+        labels = [e.label for e in self.encoders]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"encoder labels must be unique (they name the grid's columns): {labels}")
+        resnet = [e.label for e in self.encoders if e.source == RESNET18]
+        if resnet and not self.suite.lerobot:
+            raise ValueError(f"encoders {resnet} (source=resnet18: LeRobot's built-in trunk) need a LeRobot suite "
+                             "(suite.policy=act|diffusion, e.g. suite=pusht_diffusion); the MLP suites take "
+                             "pixio / checkpoint / timm encoders")
+
+
+ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
