@@ -69,7 +69,7 @@ def vec_rates(name: str, n: int, size: int, seconds: float, repeats: int) -> dic
     envs in worker processes (async), measured in alternating windows (median)."""
     venvs = {"one": make_vec_env(name, 1, seed=0, image_size=size),
              "sync": make_vec_env(name, n, seed=0, image_size=size),
-             "async": make_vec_env(name, n, seed=0, image_size=size, vectorization="async")}
+             "async": make_vec_env(name, n, seed=0, image_size=size, vector_mode="subproc")}
     rng = np.random.default_rng(0)
     rates: dict = {k: [] for k in venvs}
     try:
@@ -92,6 +92,9 @@ def vec_rates(name: str, n: int, size: int, seconds: float, repeats: int) -> dic
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ap.add_argument("--sizes", nargs="+", type=int, default=[84, 128, 224])

@@ -53,6 +53,9 @@ def measure(policy, env_name: str, n_envs: int, mode: str, episodes: int, steps:
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", default="metaworld/drawer-open-v3")
     ap.add_argument("--n-envs", type=int, default=4)

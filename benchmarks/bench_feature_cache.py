@@ -67,6 +67,9 @@ def encode_all(adapter, frames: np.ndarray, batch: int) -> np.ndarray:
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="pixio_vittiny")
     p.add_argument("--image-size", type=int, default=128)

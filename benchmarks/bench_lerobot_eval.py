@@ -124,6 +124,9 @@ def run_lerobot(policy_dir: Path, args, use_async: bool) -> dict:
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", default=None, help="a LeRobot policy dir; default: build a tiny one")
     ap.add_argument("--kind", default="pixio_act", choices=["pixio_act", "act"], help="the tiny policy built")

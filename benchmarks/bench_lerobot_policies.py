@@ -65,6 +65,9 @@ def epoch(policy, frames, states, actions, batch_size, seed) -> tuple[float, flo
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     ap = argparse.ArgumentParser()
     ap.add_argument("--encoder", default="pixio_vittiny")
     ap.add_argument("--image-size", type=int, default=96)

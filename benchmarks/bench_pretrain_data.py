@@ -84,6 +84,9 @@ def loader_rate(cfg: dict, size: int, batches: int, batch: int, workers: int) ->
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=400)
     ap.add_argument("--side", type=int, default=480)

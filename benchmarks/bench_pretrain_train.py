@@ -31,6 +31,9 @@ def batches(n: int, b: int, img: int, nb: int) -> list[dict]:
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="pixio_mae_tiny")
     ap.add_argument("--img", type=int, default=128)

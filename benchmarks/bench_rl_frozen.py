@@ -5,7 +5,7 @@
 
 SB3's SAC encodes each replay batch five times per gradient step (actor, critic twice, next-obs
 actor and target critic). A frozen encoder handed the same pixels again reuses its features
-(`pixio_robot.policies.sb3_extractor.frozen_features`, exact comparison), so two passes remain.
+(`pixio_robot.policies.sb3_extractor.FrozenFeatureCache`, exact comparison, owned by the SAC policy), so two passes remain.
 Runs gym/Reacher-v5 from pixels, the same seed each way; prints `learn()` seconds, the ratio, and
 whether the final returns are identical (they must be).
 """
@@ -28,11 +28,11 @@ from pixio_robot.rl import RLConfig, run_rl  # noqa: E402
 
 
 def one_run(args, cache: int) -> tuple[float, float]:
-    extractor.FROZEN_CACHE_SIZE = cache
+    extractor.FrozenFeatureCache.__init__.__defaults__ = (cache,)  # the size new policies' caches get
     with tempfile.TemporaryDirectory() as d:
-        cfg = RLConfig(algo="sac", env_name="gym/Reacher-v5", n_envs=1, total_timesteps=args.steps,
-                       image_size=args.image_size, max_episode_steps=50, eval_every=0, eval_episodes=1,
-                       checkpoint_every=0, run_dir=f"{d}/sac", progress=False, device="cpu", tensorboard=False,
+        cfg = RLConfig(algo="sac", env="gym/Reacher-v5", n_envs=1, total_timesteps=args.steps,
+                       image_size=args.image_size, max_episode_steps=50, eval_every=0, n_episodes=1,
+                       ckpt_every=0, run_dir=f"{d}/sac", progress=False, device="cpu", tensorboard=False,
                        algo_kwargs={"learning_starts": 64, "buffer_size": 1000, "batch_size": args.batch},
                        encoder=AdapterConfig(name=args.model, image_size=args.image_size))
         res = run_rl(cfg)
@@ -40,6 +40,9 @@ def one_run(args, cache: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="pixio_vittiny")
     p.add_argument("--image-size", type=int, default=64)

@@ -220,6 +220,9 @@ def run_variant(args, variant: str, device, flops: dict) -> dict:
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="pixio_mae_tiny")
     p.add_argument("--img-size", type=int, default=128)

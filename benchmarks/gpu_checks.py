@@ -63,6 +63,9 @@ def no_sync(engine: Engine, batch: dict, device) -> str:
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="pixio_mae_test")
     ap.add_argument("--img-size", type=int, default=0, help="0: the model's")

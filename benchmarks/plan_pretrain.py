@@ -32,6 +32,9 @@ def config(name: str):
 
 
 def main() -> None:
+    from pixio_robot.utils.logging import setup_logging
+
+    setup_logging()  # the library's INFO records (it installs no handler itself)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mfu", type=float, default=0.40, help="assumed model-FLOPs utilisation")
     ap.add_argument("--peak-tflops", type=float, default=989.0)

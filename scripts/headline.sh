@@ -15,8 +15,8 @@ PIXIO_STEPS=${PIXIO_STEPS:-2000}
 MAE_STEPS=$(( PIXIO_STEPS * 1188 / 773 ))
 common=(batch_size=32 ckpt_every=250 optim.warmup_steps=100)
 if [ "${STAGE:-all}" = all ] || [ "${STAGE}" = pretrain ]; then
-  $PY -m pixio_robot.pretrain model=pixio_tiny steps=$PIXIO_STEPS run_dir=$OUT/pretrain_pixio "${common[@]}" threads=${THREADS:-1} &
-  $PY -m pixio_robot.pretrain model=mae_tiny steps=$MAE_STEPS run_dir=$OUT/pretrain_mae "${common[@]}" threads=${THREADS:-1} &
+  $PY -m pixio_robot.pretrain model=pixio_tiny steps=$PIXIO_STEPS run_dir=$OUT/pretrain_pixio "${common[@]}" num_threads=${THREADS:-1} &
+  $PY -m pixio_robot.pretrain model=mae_tiny steps=$MAE_STEPS run_dir=$OUT/pretrain_mae "${common[@]}" num_threads=${THREADS:-1} &
   wait
 fi
 enc="[{label: pixio, source: checkpoint, name: pixio_vittiny, path: $OUT/pretrain_pixio, embedding: spatial},\
@@ -24,13 +24,13 @@ enc="[{label: pixio, source: checkpoint, name: pixio_vittiny, path: $OUT/pretrai
 {label: random_init, source: pixio, name: pixio_vittiny, embedding: spatial}]"
 bc_enc=(encoders.0.path=$OUT/pretrain_pixio encoders.1.path=$OUT/pretrain_mae)  # configs/benchmark/encoders/headline.yaml
 if [ "${STAGE:-all}" = all ] || [ "${STAGE}" = probe ]; then
-  $PY -m pixio_robot.probe "encoders=$enc" floors=true output_dir=$OUT/probe progress=false ${PROBE_ARGS:-}
+  $PY -m pixio_robot.probe "encoders=$enc" floors=true run_dir=$OUT/probe progress=false ${PROBE_ARGS:-}
 fi
 if [ "${STAGE:-all}" = all ] || [ "${STAGE}" = bc ]; then
   $PY -m pixio_robot.benchmark suite=quick encoders=headline "${bc_enc[@]}" 'suite.seeds=[100,200,300]' \
-    output_dir=$OUT/bc progress=false num_threads=1
+    run_dir=$OUT/bc progress=false num_threads=1
 fi
 if [ -f "$OUT/probe/report/probes.json" ] && [ -d "$OUT/bc/cells" ]; then  # probe scores beside success
   $PY -m pixio_robot.benchmark suite=quick encoders=headline "${bc_enc[@]}" 'suite.seeds=[100,200,300]' \
-    output_dir=$OUT/bc probe_dir=$OUT/probe report_only=true progress=false
+    run_dir=$OUT/bc probe_dir=$OUT/probe report_only=true progress=false
 fi

@@ -40,6 +40,48 @@ def loss_plot(runs: dict[str, dict], flops: dict[str, float], path: Path) -> Non
     plt.close(fig)
 
 
+def reading(out: Path, runs: dict[str, dict], flops: dict[str, float]) -> list[str]:
+    """What the run says and what it does not, from its own numbers (no hand-typed figures)."""
+    lines = ["## What this says, and what it does not", ""]
+    res = out / "bc" / "report" / "results.json"
+    if res.is_file():
+        bc = json.loads(res.read_text())
+        final = [c for c in bc["comparisons"] if c["which"] == "final"]
+        won = [c for c in final if c["resolved"]]
+        lines.append(f"- Of {len(final)} paired encoder comparisons on final success, {len(won)} resolved at 95%: "
+                     + ("; ".join(f"{c['a']} vs {c['b']} {100 * c['mean_diff']:+.1f} points "
+                                  f"[{100 * c['mean_diff_ci'][0]:+.1f}, {100 * c['mean_diff_ci'][1]:+.1f}]"
+                                  for c in won) or "none") + ". The others are not resolved: their intervals "
+                     "contain 0, and this run cannot say which of those encoders is better.")
+        rows = [r for r in bc["rows"] if r["task"] != "average"]
+        seeds = {r["n_seeds"] for r in rows}
+        lines.append(f"- Seeds per cell: {sorted(seeds)}; episodes per evaluation: "
+                     f"{sorted({r['n_episodes'] // r['n_seeds'] for r in bc['rows']})} per seed. Best and final "
+                     "checkpoint coincide when the last evaluation was also the best one.")
+        if bc.get("probes"):
+            p = bc["probes"]
+            lines.append(f"- Probe score vs policy success: Spearman {p['rho']:+.2f} "
+                         f"[{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}] over {p['n']} encoders, so the probes do not rank "
+                         "these encoders the way the policies do at this scale (or the ranking is noise: with 3 "
+                         "encoders the interval spans the whole range).")
+    pro = ""
+    if res.is_file():
+        pre = [c for c in final if c["resolved"] and (c["b"] == "random_init") == (c["mean_diff"] > 0)]
+        pro = ("; here no resolved comparison favours a pretrained encoder over random init" if not pre else
+               "; here " + ", ".join(f"{c['a']} vs {c['b']}" for c in pre) + " resolved in favour of pretraining")
+    total = {k: r["steps"] * 32 * flops[k] / 1e3 for k, r in runs.items()}
+    imgs = {k: r["steps"] * 32 for k, r in runs.items()}
+    lines += [f"- Compute: {', '.join(f'{k} {t:.0f} TFLOP ({imgs[k]} images seen)' for k, t in total.items())} "
+              "on 2 CPU cores, ViT-Tiny at 128 px on frames rendered from 9 MuJoCo / MetaWorld tasks (`data=sim`). The paper pretrains ViT-H/16 "
+              "and larger on 2B web images for ~10^6x this compute; an encoder this small and this briefly "
+              "trained is expected to be near random init" + pro + ".",
+              "- What would change at paper scale: the released Pixio weights (`source: transformers` or "
+              "`source: pixio` with `path:`) in place of these tiny checkpoints, the cortexbench suites "
+              "(`suite=cortexbench_metaworld`, 5 tasks x 3 seeds x 25 episodes) and a GPU. The pipeline that "
+              "produced this page is the one that would run there; only the encoders and the budget differ.", ""]
+    return lines
+
+
 def main(out: Path) -> None:
     docs = ROOT / "docs" / "results"
     docs.mkdir(parents=True, exist_ok=True)
@@ -76,6 +118,7 @@ def main(out: Path) -> None:
         body = (bc / "results.md").read_text().split("\n", 1)[1]
         lines += ["## Behaviour cloning on MetaWorld (quick suite, 3 training seeds)", body.replace("# ", "### "),
                   "![final success](results/bc_final.png)", ""]
+    lines += reading(out, runs, flops)
     (ROOT / "docs" / "results.md").write_text("\n".join(lines) + "\n")
     print(ROOT / "docs" / "results.md")
 

@@ -23,8 +23,8 @@ def test_quick_suite_end_to_end_resume_and_evaluate(tmp_path, tmp_path_factory):
     from pixio_robot.evaluation.results import read_episodes_csv
     from pixio_robot.evaluation.video import count_video_frames
 
-    overrides = ["suite=quick", "tasks=[metaworld/drawer-open-v3]", "suite.n_demos=2", "suite.epochs=2",
-                 "suite.eval_every=1", "suite.eval_episodes=1", "n_envs=1", f"output_dir={tmp_path / 'bench'}",
+    overrides = ["suite=quick", "envs=[metaworld/drawer-open-v3]", "suite.n_demos=2", "suite.epochs=2",
+                 "suite.eval_every_epochs=1", "suite.n_episodes=1", "n_envs=1", f"run_dir={tmp_path / 'bench'}",
                  f"data_root={shared_demo_root(tmp_path_factory)}", f"cache_dir={tmp_path / 'cache'}",
                  "progress=false", "num_threads=1"]
     with initialize_config_module("pixio_robot.configs.benchmark", version_base="1.3"):
@@ -65,7 +65,7 @@ def test_quick_suite_end_to_end_resume_and_evaluate(tmp_path, tmp_path_factory):
     # the evaluate entry on the trained policy: env / image size from its config, subprocess envs
     s = run_evaluate(EvaluateConfig(policy=rec["policy_dir"], n_episodes=3, n_envs=2, max_episode_steps=8,
                                     n_videos=1, vector_mode="subproc", progress=False,
-                                    output_dir=str(tmp_path / "eval")))
+                                    run_dir=str(tmp_path / "eval")))
     assert s["env_name"] == "metaworld/drawer-open-v3" and s["n_episodes"] == 3 and s["lengths"] == [8, 8, 8]
     assert s["n_errors"] == 0 and 0.0 <= s["success_ci"][0] <= s["success_rate"] <= s["success_ci"][1]
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())

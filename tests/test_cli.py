@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +26,25 @@ def test_appended_keys_are_refused_with_close_matches():
     cfg = compose_pretrain("+stpes=5", "+model.nmae=x", "+data.sources.sim.frams=3")
     bad = dict(unknown_keys(cfg))
     assert set(bad) == {"stpes", "model.nmae", "data.sources.sim.frams"}
-    assert bad["stpes"] == ["steps"] and "frames" in bad["data.sources.sim.frams"]
+    assert bad["stpes"] == " (did you mean steps?)" and "frames" in bad["data.sources.sim.frams"]
     with pytest.raises(ConfigKeyError, match=r"stpes \(did you mean steps\?\)"):
         to_config(cfg)
     ok = to_config(compose_pretrain("steps=5"))  # a clean config still converts
     assert ok.steps == 5 and not unknown_keys(compose_pretrain())
+
+
+def test_a_renamed_key_names_its_new_name():
+    """One key per concept: an old key (appended or not) is refused with the key that replaced it."""
+    bad = dict(unknown_keys(compose_pretrain("+threads=1", "+model.img_size=64")))
+    assert bad == {"threads": " (renamed: use num_threads)", "model.img_size": " (renamed: use model.image_size)"}
+    for entry, old, new in [("pretrain", "threads=1", "num_threads"), ("benchmark", "tasks=[metaworld/reach-v3]", "envs"),
+                            ("train", "eval.env_name=gym/Reacher-v5", "eval.env"),
+                            ("collect", "episodes=2", "n_episodes")]:
+        proc = subprocess.run([sys.executable, "-m", f"pixio_robot.{entry}", old, "--cfg", "job"], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 1, (entry, proc.stderr)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and f"(renamed: use {new})" in lines[0], (entry, proc.stderr)
 
 
 def test_an_encoder_name_is_not_a_pretraining_model():
@@ -105,10 +120,10 @@ def test_cuda_device_without_a_gpu_is_a_clear_error(tmp_path):
 
 
 def test_hydra_logs_go_to_the_named_run_dir(tmp_path):
-    """train / rl / evaluate with run_dir (output_dir) set: hydra's log lands there (appended: a
+    """train / rl / evaluate with run_dir (run_dir) set: hydra's log lands there (appended: a
     refused re-run adds lines, rewrites nothing; no .hydra/ copy beside the entry's own
     config.yaml), no stray runs/<entry>/<time>/ in the working directory."""
-    proc = subprocess.run([sys.executable, "-m", "pixio_robot.evaluate", f"output_dir={tmp_path}/ev",
+    proc = subprocess.run([sys.executable, "-m", "pixio_robot.evaluate", f"run_dir={tmp_path}/ev",
                            f"policy={tmp_path}/missing"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 1 and "error:" in proc.stderr

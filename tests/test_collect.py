@@ -147,7 +147,7 @@ def test_hydra_config_composes_and_runs(tmp_path):
     from pixio_robot.collect import CollectConfig, run_collect
 
     with initialize_config_module("pixio_robot.configs.collect", version_base="1.3"):
-        cfg = compose("config", overrides=["episodes=1", "image_size=24", f"root={tmp_path / 'demo'}",
+        cfg = compose("config", overrides=["n_episodes=1", "image_size=24", f"root={tmp_path / 'demo'}",
                                            "steps_after_success=0", "progress=false"])
         with pytest.raises(Exception, match="not_a_key"):
             compose("config", overrides=["not_a_key=1"])

@@ -205,7 +205,7 @@ def test_vec_env_sync_seeds_each_copy(closing):
 def test_vec_env_async_matches_sync(closing):
     kw = dict(seed=3, image_size=16, pixels=True)
     sync = make_vec_env("dmc/reacher-easy", 2, **kw)
-    asyn = make_vec_env("dmc/reacher-easy", 2, vectorization="async", **kw)
+    asyn = make_vec_env("dmc/reacher-easy", 2, vector_mode="subproc", **kw)
     closing(sync)
     closing(asyn)
     a, _ = sync.reset(seed=3)

@@ -19,16 +19,16 @@ def _compose(module, overrides=()):
 def test_benchmark_suites_compose(suite, n_tasks, metric):
     cfg = _compose("pixio_robot.configs.benchmark", [f"suite={suite}"])
     assert isinstance(cfg, BenchmarkConfig) and cfg.suite.name == suite
-    assert len(cfg.suite.tasks) == n_tasks and cfg.suite.metric == metric
-    assert cfg.output_dir == f"runs/benchmark/{suite}"
+    assert len(cfg.suite.envs) == n_tasks and cfg.suite.metric == metric
+    assert cfg.run_dir == f"runs/benchmark/{suite}"
     if suite.startswith("cortexbench"):  # the protocol of PIXIO.md
         s = cfg.suite
         assert (s.history, s.hidden_sizes, s.batch_size, s.lr, s.epochs) == (3, [256, 256, 256], 256, 1e-3, 100)
-        assert s.seeds == [100, 200, 300] and s.eval_every == 5 and s.image_size == 256
+        assert s.seeds == [100, 200, 300] and s.eval_every_epochs == 5 and s.image_size == 256
     if suite == "cortexbench_metaworld":
-        assert cfg.suite.n_demos == 25 and cfg.suite.eval_episodes == 25 and cfg.suite.use_state
+        assert cfg.suite.n_demos == 25 and cfg.suite.n_episodes == 25 and cfg.suite.use_state
     if suite == "cortexbench_dmc":
-        assert cfg.suite.n_demos == 100 and cfg.suite.eval_episodes == 10 and cfg.suite.return_scale == 1000
+        assert cfg.suite.n_demos == 100 and cfg.suite.n_episodes == 10 and cfg.suite.return_scale == 1000
 
 
 def test_benchmark_encoder_sets_and_errors():
@@ -37,7 +37,7 @@ def test_benchmark_encoder_sets_and_errors():
     assert [e.label for e in cfg.encoders] == ["random_init", "pixio_pretrained"]
     assert cfg.encoders[1].adapter_config().mode == "frozen"
     with pytest.raises(Exception, match="not in suite"):
-        _compose("pixio_robot.configs.benchmark", ["tasks=[metaworld/reach-v3]"])
+        _compose("pixio_robot.configs.benchmark", ["envs=[metaworld/reach-v3]"])
     with pytest.raises(Exception, match="metric"):
         _compose("pixio_robot.configs.benchmark", ["suite.metric=accuracy"])
     with pytest.raises(Exception, match="epochz"):  # unknown keys are errors
@@ -50,7 +50,7 @@ def test_evaluate_and_quickstart_compose(tmp_path):
     with pytest.raises(Exception, match="vector_mode"):
         _compose("pixio_robot.configs.evaluate", ["policy=/p", "vector_mode=threads"])
     q = _compose("pixio_robot.configs.quickstart")
-    assert isinstance(q, QuickstartConfig) and 1 <= len(q.tasks) <= 2
+    assert isinstance(q, QuickstartConfig) and 1 <= len(q.envs) <= 2
     (tmp_path / "config.json").write_text('{"env_name": "metaworld/hammer-v3", "image_size": 96, "camera": null,'
                                           ' "spec": {"camera": "corner"}}')
     assert policy_env_defaults(tmp_path) == {"env": "metaworld/hammer-v3", "image_size": 96, "camera": "corner"}

@@ -111,7 +111,7 @@ def test_first_actions_equal_lerobots_own_pipeline(saved):
 
 def test_evaluate_entry_runs_a_lerobot_dir(saved, tmp_path):
     cfg = EvaluateConfig(policy=str(saved), env=PUSHT, n_episodes=2, n_envs=2, max_episode_steps=10, n_videos=1,
-                         vector_mode="serial", progress=False, output_dir=str(tmp_path / "eval"))
+                         vector_mode="serial", progress=False, run_dir=str(tmp_path / "eval"))
     summary = run_evaluate(cfg)
     on_disk = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert on_disk["n_episodes"] == summary["n_episodes"] == 2
@@ -129,7 +129,7 @@ def test_evaluate_entry_runs_a_lerobot_dir(saved, tmp_path):
 def test_what_the_env_cannot_give_is_one_clear_error(cams, state, msg, tmp_path):
     saved = _tiny("pixio_act", tmp_path / "p", cams=cams, state=state)
     cfg = EvaluateConfig(policy=str(saved), env=PUSHT, n_episodes=1, n_envs=1, max_episode_steps=2, n_videos=0,
-                         vector_mode="serial", progress=False, output_dir=str(tmp_path / "eval"))
+                         vector_mode="serial", progress=False, run_dir=str(tmp_path / "eval"))
     with pytest.raises(ValueError, match=msg) as err:
         run_evaluate(cfg)
     text = str(err.value)
@@ -159,12 +159,12 @@ def test_lerobot_train_output_through_the_evaluate_cli(tmp_path):
     assert lerobot_policy_type(saved) == "pixio_act"
     ev = tmp_path / "eval"
     _run([sys.executable, "-m", "pixio_robot.evaluate", f"policy={saved}", f"env={PUSHT}", "n_episodes=2",
-          "n_envs=2", "max_episode_steps=10", "n_videos=0", "progress=false", f"output_dir={ev}"], tmp_path)
+          "n_envs=2", "max_episode_steps=10", "n_videos=0", "progress=false", f"run_dir={ev}"], tmp_path)
     summary = json.loads((ev / "summary.json").read_text())
     assert summary["n_episodes"] == 2 and summary["lerobot_policy_type"] == "pixio_act"
     assert 0 <= summary["success_rate"] <= 1 and len(summary["success_ci"]) == 2
     r = subprocess.run([sys.executable, "-m", "pixio_robot.evaluate", f"policy={saved}", "env=gym/Reacher-v5",
-                        "n_episodes=1", "n_envs=1", "vector_mode=serial", f"output_dir={tmp_path / 'bad'}"],
+                        "n_episodes=1", "n_envs=1", "vector_mode=serial", f"run_dir={tmp_path / 'bad'}"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]

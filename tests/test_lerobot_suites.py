@@ -27,12 +27,12 @@ def _cfg(tmp_path, pusht, policy, options, **suite):
     from pixio_robot.benchmark import BenchmarkConfig
     from pixio_robot.evaluation.suites import EncoderSpec, SuiteConfig
 
-    s = SuiteConfig(name=f"tiny_{policy}", tasks=["lerobot/pusht"], policy=policy, dataset_root=str(pusht),
+    s = SuiteConfig(name=f"tiny_{policy}", envs=["lerobot/pusht"], policy=policy, dataset_root=str(pusht),
                     policy_options={k: v for k, v in options.items() if k != "device"}, epochs=1, batch_size=8,
-                    eval_episodes=1, max_episode_steps=8, image_size=64, seeds=[0], **suite)
+                    n_episodes=1, max_episode_steps=8, image_size=64, seeds=[0], **suite)
     encoders = [EncoderSpec(label="resnet18", source="resnet18"),
                 EncoderSpec(label="pixio_test", source="pixio", name="pixio_vittest", image_size=32)]
-    return BenchmarkConfig(suite=s, encoders=encoders, output_dir=str(tmp_path / "bench"), n_envs=1, device="cpu",
+    return BenchmarkConfig(suite=s, encoders=encoders, run_dir=str(tmp_path / "bench"), n_envs=1, device="cpu",
                            data_root=str(tmp_path / "demos"), cache_dir=str(tmp_path / "cache"), progress=False)
 
 
@@ -96,7 +96,7 @@ def test_resnet18_column_needs_a_lerobot_suite_and_options_need_a_lerobot_policy
         SuiteConfig(policy_options={"chunk_size": 4})
     with pytest.raises(ValueError, match="suite.policy must be one of"):
         SuiteConfig(policy="vqbet")
-    s = SuiteConfig(tasks=["lerobot/pusht"], policy="pixio_diffusion")
+    s = SuiteConfig(envs=["lerobot/pusht"], policy="pixio_diffusion")
     assert s.lerobot == "diffusion" and s.lerobot_type(EncoderSpec(source="resnet18")) == "diffusion"
     assert s.lerobot_type(EncoderSpec()) == "pixio_diffusion"
 
@@ -110,7 +110,7 @@ def test_lerobot_suite_configs_compose():
         with initialize_config_module("pixio_robot.configs.benchmark", version_base="1.3"):
             cfg = to_config(compose("config", overrides=[f"suite={suite}", "encoders=resnet18_vs_pixio"]))
         assert cfg.suite.policy == policy and [e.source for e in cfg.encoders] == ["resnet18", "pixio"]
-        assert cfg.output_dir == f"runs/benchmark/{suite}"
+        assert cfg.run_dir == f"runs/benchmark/{suite}"
 
 
 def test_pusht_scripted_pusher_moves_the_block_to_the_goal():

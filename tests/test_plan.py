@@ -107,7 +107,7 @@ def test_auto_micro_batch_fits_the_card_and_divides_the_batch():
     from pixio_robot.pretrain.loop import _batch_math, auto_micro_batch
 
     def cfg(name, batch, **kw):
-        return PretrainConfig(model=ModelConfig(name=name, img_size=256), batch_size=batch, micro_batch_size=0, **kw)
+        return PretrainConfig(model=ModelConfig(name=name, image_size=256), batch_size=batch, micro_batch_size=0, **kw)
 
     plain = {"world": 8, "bf16": True, "fsdp": False, "ac": False, "offload": False}
     b16 = cfg("pixio_mae_vitb16", 2048)

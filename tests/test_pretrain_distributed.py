@@ -21,7 +21,7 @@ from pixio_robot.models import load_encoder
 from pixio_robot.pretrain.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["experiment=test", "steps=6", "logger.log_every=1", "threads=1", "optim.lr=0.2", "data.num_workers=0",
+ARGS = ["experiment=test", "steps=6", "logger.log_every=1", "num_threads=1", "optim.lr=0.2", "data.num_workers=0",
         "batch_size=8"]
 TOL = 1e-5
 register_configs()
@@ -163,7 +163,7 @@ def test_fsdp2_bf16_params_track_fp32(env, single, tmp_path):
 def test_fsdp2_sharded_checkpoints_resume_and_load_anywhere(env, single, tmp_path):
     """ckpt_format=sharded: each rank writes its shards (DCP); the run resumes exactly, and the
     checkpoint loads whole into a plain model in one process (load_mae) with the exported weights."""
-    from pixio_robot.pretrain.checkpoint import is_sharded
+    from pixio_robot.models.train_checkpoint import is_sharded
     from pixio_robot.pretrain.score import load_mae
 
     ref, _ = single

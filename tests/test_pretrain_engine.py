@@ -34,11 +34,11 @@ def test_every_experiment_composes(experiment):
     assert isinstance(cfg, PretrainConfig) and cfg.name == experiment
     if experiment.startswith("distill_"):  # the paper's distillation recipe
         assert cfg.batch_size == 8192 and cfg.steps == 500000 and cfg.distill.mask_ratio == 0.0
-        assert scaled_lr(cfg.optim, cfg.batch_size) == pytest.approx(1e-3) and cfg.model.img_size == 256
+        assert scaled_lr(cfg.optim, cfg.batch_size) == pytest.approx(1e-3) and cfg.model.image_size == 256
     if experiment.startswith("pixio_"):  # the paper's recipe
         assert cfg.batch_size == 16384 and cfg.steps == 1284000 and cfg.optim.warmup_steps == 128400
         assert cfg.optim.lr == 8e-4 and scaled_lr(cfg.optim, cfg.batch_size) == pytest.approx(8e-4)
-        assert cfg.model.mask_block == 4 and cfg.model.img_size == 256 and cfg.curation.entropy_threshold == 4.5
+        assert cfg.model.mask_block == 4 and cfg.model.image_size == 256 and cfg.curation.entropy_threshold == 4.5
         assert cfg.parallel == ("fsdp" if experiment in ("pixio_1b16", "pixio_5b16") else "ddp")
 
 

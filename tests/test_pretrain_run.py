@@ -67,7 +67,7 @@ def test_divergence_stops_with_a_clear_message(tmp_path):
                              "logger.log_every=1"))
 
 
-RESUME_ARGS = ["steps=20", "ckpt_every=4", "logger.log_every=1", "data.num_workers=2", "threads=1", "optim.lr=0.2"]
+RESUME_ARGS = ["steps=20", "ckpt_every=4", "logger.log_every=1", "data.num_workers=2", "num_threads=1", "optim.lr=0.2"]
 
 
 def _cmd(run_dir: Path) -> list[str]:
@@ -112,7 +112,7 @@ def test_resume_from_a_step_that_is_not_a_multiple_of_the_workers(tmp_path):
 
     from pixio_robot.pretrain import run_pretrain
 
-    args = ["steps=7", "ckpt_every=3", "keep_last=5", "logger.log_every=1", "data.num_workers=2", "threads=1",
+    args = ["steps=7", "ckpt_every=3", "keep_last=5", "logger.log_every=1", "data.num_workers=2", "num_threads=1",
             "optim.lr=0.2", "export_encoder=false"]
     ref = run_pretrain(cfg_for(tmp_path / "full", *args))
     resumed_dir = tmp_path / "resumed"
@@ -145,14 +145,15 @@ def test_run_dir_of_another_run_is_refused_and_nothing_is_lost(tmp_path):
     config = (run / "config.yaml").read_text()
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
     with pytest.raises(ValueError, match=r"other settings: batch_size: 8 -> 4; model.mask_ratio: 0.75 -> 0.5\."
-                                         r".*set run_dir=<new dir>.*resume=false"):
+                                         r" Choose another run_dir=.*resume=false"):
         run_pretrain(cfg_for(run, *args, "steps=6", "batch_size=4", "model.mask_ratio=0.5"))
     with pytest.raises(ValueError, match="does not exist"):  # a launch failing on its inputs
         run_pretrain(cfg_for(run, *args, "steps=6", "data.sources.sim.type=folder", "data.sources.sim.path=/nonexist",
                              "resume=false"))
-    assert (run / "config.yaml").read_text() == config  # ... leaves the run's record alone
-    aside = list(run.glob("checkpoints.replaced-*"))  # resume=false moved the checkpoints, deleted nothing
-    assert len(aside) == 1 and sorted(p.name for p in aside[0].iterdir()) == before
+    # resume=false moved the run's outputs to previous/<time>/ (nothing deleted); the failed launch wrote nothing
+    (aside,) = list((run / "previous").iterdir())
+    assert (aside / "config.yaml").read_text() == config and not (run / "config.yaml").exists()
+    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == before
     res = run_pretrain(cfg_for(run, *args, "steps=2", "batch_size=4"))  # a fresh run in the same directory
     assert res["resumed_from"] == 0 and sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_00000002"]
     for ckpt in (run / "checkpoints").glob("step_*"):  # every checkpoint damaged: stop, never start over

@@ -105,11 +105,11 @@ def test_probe_entry_end_to_end_resumes(tmp_path):
     from omegaconf import OmegaConf
 
     import pixio_robot.probe.config  # noqa: F401
-    from pixio_robot.probe.run import run_probe
+    from pixio_robot.probe.loop import run_probe
 
-    overrides = ["tasks=[metaworld/drawer-open-v3,metaworld/button-press-topdown-v3]", "episodes=5",
+    overrides = ["envs=[metaworld/drawer-open-v3,metaworld/button-press-topdown-v3]", "n_episodes=5",
                  "test_episodes=2", "train_sizes=[1,3]", "steps=30", "every=5", "bootstrap_reps=200",
-                 f"output_dir={tmp_path / 'probe'}", f"set_root={tmp_path / 'sets'}", "progress=false"]
+                 f"run_dir={tmp_path / 'probe'}", f"set_root={tmp_path / 'sets'}", "progress=false"]
     with initialize_config_module("pixio_robot.configs.probe", version_base="1.3"):
         cfg = OmegaConf.to_object(compose("config", overrides=overrides))
     out = run_probe(cfg)
@@ -136,7 +136,7 @@ def test_floors_random_init_of_the_same_architecture_and_pixels(tmp_path):
     from pixio_robot.evaluation.suites import EncoderSpec
     from pixio_robot.models import create_model, save_encoder
     from pixio_robot.probe.config import ProbeConfig
-    from pixio_robot.probe.run import build_encoders
+    from pixio_robot.probe.loop import build_encoders
 
     torch.manual_seed(3)
     enc = create_model("pixio_vittest")
@@ -145,7 +145,7 @@ def test_floors_random_init_of_the_same_architecture_and_pixels(tmp_path):
             p.add_(1.0)  # far from any init
     save_encoder(enc, tmp_path / "enc")
     cfg = ProbeConfig(encoders=[EncoderSpec(label="mine", source="checkpoint", name="pixio_vittest",
-                                            path=str(tmp_path / "enc"))], episodes=21)
+                                            path=str(tmp_path / "enc"))], n_episodes=21)
     feats = build_encoders(cfg)
     assert [f.label for f in feats] == ["mine", "random_init(mine)", "pixels"]
     trained, floor = (f.adapter.backbone.model for f in feats[:2])

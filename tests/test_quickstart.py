@@ -16,10 +16,10 @@ def test_quickstart_tiny(tmp_path, tmp_path_factory):
     from pixio_robot.quickstart import QuickstartConfig, run_quickstart
 
     cfg = QuickstartConfig(
-        output_dir=str(tmp_path / "qs"), pretrain_model="pixio_mae_test", pretrain_steps=4, pretrain_batch_size=8,
-        pretrain_img_size=64, sim_frames=16, sim_envs=["gym/Pusher-v5"], sim_render_size=72,
-        sim_cache_dir=str(tmp_path / "sim"), tasks=["metaworld/drawer-open-v3"], n_demos=2, image_size=64,
-        epochs=2, eval_episodes=1, n_envs=1, vector_mode="serial", threads=1, progress=False,
+        run_dir=str(tmp_path / "qs"), pretrain_model="pixio_mae_test", pretrain_steps=4, pretrain_batch_size=8,
+        pretrain_image_size=64, sim_frames=16, sim_envs=["gym/Pusher-v5"], sim_render_size=72,
+        sim_cache_dir=str(tmp_path / "sim"), envs=["metaworld/drawer-open-v3"], n_demos=2, image_size=64,
+        epochs=2, n_episodes=1, n_envs=1, vector_mode="serial", num_threads=1, progress=False,
         data_root=str(tmp_path_factory.getbasetemp() / "shared_demos"), cache_dir=str(tmp_path / "cache"))
     res = run_quickstart(cfg)
     out = tmp_path / "qs"

@@ -22,9 +22,9 @@ def _cfg(tmp_path, algo, **kw):
 
     algo_kwargs = {"ppo": {"n_steps": 64, "batch_size": 64, "n_epochs": 2},
                    "sac": {"learning_starts": 64, "buffer_size": 500, "batch_size": 16}}[algo]
-    base = dict(algo=algo, env_name="gym/Reacher-v5", n_envs=2 if algo == "ppo" else 1, total_timesteps=256,
-                image_size=32, max_episode_steps=32, algo_kwargs=algo_kwargs, eval_every=128, eval_episodes=2,
-                checkpoint_every=128, run_dir=str(tmp_path / algo), progress=False, device="cpu",
+    base = dict(algo=algo, env="gym/Reacher-v5", n_envs=2 if algo == "ppo" else 1, total_timesteps=256,
+                image_size=32, max_episode_steps=32, algo_kwargs=algo_kwargs, eval_every=128, n_episodes=2,
+                ckpt_every=128, run_dir=str(tmp_path / algo), progress=False, device="cpu",
                 encoder=AdapterConfig(image_size=32))
     base.update(kw)
     return RLConfig(**base)
@@ -61,12 +61,10 @@ def test_pixel_agent_trains_with_frozen_extractor(tmp_path, algo):
     a1, _ = model.predict(obs, deterministic=True)
     a2, _ = load_agent(run / "model.zip").predict(obs, deterministic=True)  # save -> load: same actions
     np.testing.assert_array_equal(a1, a2)
-    from pixio_robot.rl import evaluate_agent, make_vec  # the final numbers, reproduced from the saved agent
+    from pixio_robot.rl import evaluate_agent  # the final numbers, reproduced from the saved agent
 
-    env = model._wrap_env(make_vec(cfg, 1, cfg.seed + 10_000), verbose=0)
-    again = evaluate_agent(model, env, cfg.eval_episodes, seed=cfg.seed + 10_000)
-    env.close()
-    assert again == pytest.approx(res["final"])
+    again = evaluate_agent(model, cfg, cfg.n_episodes)
+    assert again == res["final"]  # same seeds, same deterministic agent: the same episodes
 
 
 def test_extractor_batches_the_vectorised_envs():
@@ -95,11 +93,11 @@ def test_state_sac_expert_loads_in_the_envs_expert_loader(tmp_path):
     from pixio_robot.envs.experts import make_expert
     from pixio_robot.rl import run_rl
 
-    cfg = _cfg(tmp_path, "sac", obs="state", total_timesteps=200, eval_every=0, checkpoint_every=0,
-               save_path=str(tmp_path / "experts" / "reacher.zip"), net_arch=[32, 32])
+    cfg = _cfg(tmp_path, "sac", obs="state", total_timesteps=200, eval_every=0, ckpt_every=0,
+               export_path=str(tmp_path / "experts" / "reacher.zip"), net_arch=[32, 32])
     res = run_rl(cfg)
-    assert res["encoder_digest_before"] is None and Path(res["saved_to"]).exists()
-    expert = make_expert("gym/Reacher-v5", path=res["saved_to"])
+    assert res["encoder_digest_before"] is None and Path(res["exported_to"]).exists()
+    expert = make_expert("gym/Reacher-v5", path=res["exported_to"])
     env = make_env("gym/Reacher-v5", pixels=False, seed=0)
     obs, info = env.reset(seed=0)
     action = expert.act(obs, info)
@@ -119,7 +117,7 @@ def test_rl_configs_compose():
         base = OmegaConf.to_object(compose("config"))
         assert isinstance(base, RLConfig) and base.algo == "ppo" and base.encoder.mode == "frozen"
         expert = OmegaConf.to_object(compose("config", overrides=["experiment=dmc_expert"]))
-        assert (expert.algo, expert.obs, expert.env_name) == ("sac", "state", "dmc/walker-walk")
+        assert (expert.algo, expert.obs, expert.env) == ("sac", "state", "dmc/walker-walk")
         assert OmegaConf.to_object(compose("config", overrides=["experiment=pixel_ppo"])).algo_kwargs["n_steps"] == 256
         with pytest.raises(ConfigCompositionException):
             compose("config", overrides=["algoo=sac"])
@@ -131,7 +129,7 @@ def test_finetuned_extractor_trains_the_encoder(tmp_path):
     from pixio_robot.policies import AdapterConfig
     from pixio_robot.rl import run_rl
 
-    res = run_rl(_cfg(tmp_path, "ppo", total_timesteps=128, eval_every=0, checkpoint_every=0, eval_episodes=1,
+    res = run_rl(_cfg(tmp_path, "ppo", total_timesteps=128, eval_every=0, ckpt_every=0, n_episodes=1,
                       encoder=AdapterConfig(image_size=32, mode="last_k", last_k=1)))
     assert res["encoder_digest_before"] != res["encoder_digest_after"]
 
@@ -191,35 +189,37 @@ def test_periodic_eval_counts_success_at_any_step_and_saves_the_best(tmp_path):
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from pixio_robot.rl import PeriodicEval, defines_success, evaluate_agent
+    from pixio_robot.rl.loop import PeriodicEval, StateOnly, defines_success, evaluate_agent
 
     class Toy(gym.Env):  # success at step 3, lost again by the last step 5
-        observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+        observation_space = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (2,), np.float32)})
         action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
 
         def reset(self, seed=None, options=None):
             super().reset(seed=seed)
             self.t = 0
-            return np.zeros(2, np.float32), {"is_success": False}
+            return {"state": np.zeros(2, np.float32)}, {"is_success": False}
 
         def step(self, a):
             self.t += 1
-            return np.zeros(2, np.float32), 1.0, False, self.t >= 5, {"is_success": self.t == 3}
+            return {"state": np.zeros(2, np.float32)}, 1.0, False, self.t >= 5, {"is_success": self.t == 3}
 
     def mk():
-        return DummyVecEnv([lambda: Monitor(Toy(), info_keywords=("is_success",))])
+        return DummyVecEnv([lambda: Monitor(StateOnly(Toy()), info_keywords=("is_success",))])
 
     model = PPO("MlpPolicy", mk(), n_steps=16, batch_size=16, seed=0)
-    cfg = _cfg(tmp_path, "ppo", eval_every=16, eval_episodes=2)
-    cb = PeriodicEval(mk(), cfg, tmp_path / "run")
+    cfg = _cfg(tmp_path, "ppo", obs="state", eval_every=16, n_episodes=2, env="metaworld/reach-v3")
+    cb = PeriodicEval(cfg, tmp_path / "run", env_fn=Toy)
     model.learn(32, callback=cb)
     assert [e["timesteps"] for e in cb.evaluations] == [16, 32]
     assert all(e["success_rate"] == 1.0 and e["n_episodes"] == 2 for e in cb.evaluations)
+    assert all(e["mean_return"] == 5.0 for e in cb.evaluations)  # 5 steps of reward 1: no early stop
     assert (tmp_path / "run" / "best" / "best_model.zip").exists()
     saved = json.loads((tmp_path / "run" / "eval" / "evaluations.json").read_text())
     assert saved == cb.evaluations
     assert not defines_success("dmc/walker-walk") and defines_success("metaworld/reach-v3")
-    assert evaluate_agent(model, mk(), 2, seed=0, success=False)["success_rate"] is None
+    dmc = _cfg(tmp_path, "ppo", obs="state", env="dmc/walker-walk")
+    assert evaluate_agent(model, dmc, 2, seed=0, env_fn=Toy)["success_rate"] is None
 
 
 def test_bad_pixel_options_are_refused(tmp_path):
@@ -251,7 +251,7 @@ def test_upsampling_to_the_encoder_size_is_warned(tmp_path, rl_log):
     from pixio_robot.policies import AdapterConfig
     from pixio_robot.rl import run_rl
 
-    res = run_rl(_cfg(tmp_path, "ppo", total_timesteps=64, eval_every=0, checkpoint_every=0, eval_episodes=1,
+    res = run_rl(_cfg(tmp_path, "ppo", total_timesteps=64, eval_every=0, ckpt_every=0, n_episodes=1,
                       algo_kwargs={"n_steps": 32, "batch_size": 32, "n_epochs": 1}, encoder=AdapterConfig()))
     assert "encoder.image_size=32" in rl_log.text and "4x the tokens" in rl_log.text
     assert "the agent sees pixels" in rl_log.text and res["observation"]["state_dim"] == 0
@@ -286,7 +286,8 @@ def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path, monkeypatch, rl_log
     ck = run / "checkpoints" / f"{algo}_192_steps.zip"
     assert ck.exists() and json.loads((run / "run_state.json").read_text())["status"] == "interrupted"
     if algo == "sac":
-        assert json.loads((run / "checkpoints" / "replay_buffer.json").read_text())["timesteps"] == 192
+        # SB3's CheckpointCallback names: the buffer of the newest checkpoint only
+        assert [p.name for p in (run / "checkpoints").glob("*.pkl")] == ["sac_replay_buffer_192_steps.pkl"]
     res = run_rl(cfg)  # the same command again
     assert res["resumed_from"] == str(ck) and res["resumed_at"] == 192 and res["timesteps"] >= 256
     assert [e["timesteps"] for e in res["evaluations"]] == [128, 256]
@@ -300,13 +301,13 @@ def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path, monkeypatch, rl_log
 def test_run_dir_of_another_run_is_refused_and_resume_false_moves_it_aside(tmp_path):
     from pixio_robot.rl import load_agent, run_rl
 
-    cfg = _cfg(tmp_path, "ppo", total_timesteps=128, eval_every=64, checkpoint_every=0, eval_episodes=1,
+    cfg = _cfg(tmp_path, "ppo", total_timesteps=128, eval_every=64, ckpt_every=0, n_episodes=1,
                tensorboard=False)
     run_rl(cfg)
     run = Path(cfg.run_dir)
     assert load_agent(run / "best").num_timesteps in (64, 128)  # best/ holds best_model.zip
-    other = _cfg(tmp_path, "sac", run_dir=cfg.run_dir, total_timesteps=64, eval_every=0, checkpoint_every=0)
-    with pytest.raises(ValueError, match="algo: 'ppo' there, 'sac' now"):
+    other = _cfg(tmp_path, "sac", run_dir=cfg.run_dir, total_timesteps=64, eval_every=0, ckpt_every=0)
+    with pytest.raises(ValueError, match="other settings: algo: 'ppo' -> 'sac'"):
         run_rl(other)
     other.resume = False
     res = run_rl(other)
@@ -349,7 +350,7 @@ def test_sac_target_critic_keeps_the_frozen_encoder_bit_identical(tmp_path):
     still move."""
     from pixio_robot.rl import load_agent, run_rl
 
-    res = run_rl(_cfg(tmp_path, "sac", eval_every=0, checkpoint_every=0))
+    res = run_rl(_cfg(tmp_path, "sac", eval_every=0, ckpt_every=0))
     model = load_agent(res["run_dir"])
     online = model.policy.actor.features_extractor.adapter.backbone.state_dict()
     target_ext = model.policy.critic_target.features_extractor
@@ -357,7 +358,15 @@ def test_sac_target_critic_keeps_the_frozen_encoder_bit_identical(tmp_path):
     assert target_ext is not model.policy.actor.features_extractor
     assert all(torch.equal(online[k], target[k]) for k in online)
     q, q_t = model.policy.critic.q_networks[0], model.policy.critic_target.q_networks[0]
-    assert any(not torch.equal(a, b) for a, b in zip(q.parameters(), q_t.parameters()))  # still averaged
+    assert any(not torch.equal(a, b) for a, b in zip(q.parameters(), q_t.parameters(), strict=True))  # averaged
+    # SB3's SAC itself (no patched module globals): the policy subclass does it, and owns its feature cache
+    import stable_baselines3.sac.sac as sac_module
+    from stable_baselines3.common.utils import polyak_update
+
+    assert type(model) is sac_module.SAC and sac_module.polyak_update is polyak_update
+    cache = model.policy.actor.features_extractor.feature_cache
+    assert cache is not None and target_ext.feature_cache is cache
+    assert load_agent(res["run_dir"]).policy.actor.features_extractor.feature_cache is not cache
 
 
 def test_state_agents_on_metaworld_see_the_full_state(tmp_path):
@@ -365,11 +374,11 @@ def test_state_agents_on_metaworld_see_the_full_state(tmp_path):
     agent gets the full 39-d observation (objects and goal) unless env_options.state says otherwise."""
     from pixio_robot.rl import env_factory
 
-    cfg = _cfg(tmp_path, "ppo", env_name="metaworld/reach-v3", obs="state")
+    cfg = _cfg(tmp_path, "ppo", env="metaworld/reach-v3", obs="state")
     env = env_factory(cfg, 0, 0)()
     assert env.observation_space.shape == (39,)
     env.close()
-    cfg = _cfg(tmp_path, "ppo", env_name="metaworld/reach-v3", obs="state", env_options={"state": "proprio"})
+    cfg = _cfg(tmp_path, "ppo", env="metaworld/reach-v3", obs="state", env_options={"state": "proprio"})
     env = env_factory(cfg, 0, 0)()
     assert env.observation_space.shape == (4,)
     env.close()
@@ -386,13 +395,13 @@ def test_frozen_encoder_features_are_reused_within_a_sac_step(tmp_path, monkeypa
     calls = []
     real = EncoderAdapter.encode
     monkeypatch.setattr(EncoderAdapter, "encode", lambda self, x: calls.append(x.shape[0]) or real(self, x))
-    kw = dict(eval_every=0, checkpoint_every=0, total_timesteps=96)
+    kw = dict(eval_every=0, ckpt_every=0, total_timesteps=96)
     res = run_rl(_cfg(tmp_path / "reuse", "sac", **kw))
     batch = [n for n in calls if n == 16]  # the replay batches (rollouts encode 1 frame at a time)
     steps = 96 - 64  # gradient steps after learning_starts
     assert 0 < len(batch) <= 2 * steps, (len(batch), steps)
     calls.clear()
-    monkeypatch.setattr(ext_mod, "FROZEN_CACHE_SIZE", 0)
+    monkeypatch.setattr(ext_mod.FrozenFeatureCache, "features", lambda self, adapter, key, x: adapter.encode(x))
     ref = run_rl(_cfg(tmp_path / "plain", "sac", **kw))
     assert len([n for n in calls if n == 16]) == 5 * steps
     assert res["final"] == ref["final"]

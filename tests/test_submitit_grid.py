@@ -17,9 +17,9 @@ def test_two_cell_submitit_local_multirun_writes_both_cells(tmp_path):
     out = tmp_path / "bench"
     cmd = [sys.executable, "-m", "pixio_robot.benchmark", "-m", "hydra/launcher=submitit_local",
            "hydra.launcher.timeout_min=15", "hydra.launcher.cpus_per_task=1",
-           "suite=quick", "tasks=[metaworld/drawer-open-v3]", "suite.seeds=[100,200]", "suite.n_demos=2",
-           "suite.epochs=1", "suite.eval_every=1", "suite.eval_episodes=1", "n_envs=1", "cell=0,1",
-           f"output_dir={out}", f"data_root={tmp_path / 'demos'}", f"cache_dir={tmp_path / 'cache'}",
+           "suite=quick", "envs=[metaworld/drawer-open-v3]", "suite.seeds=[100,200]", "suite.n_demos=2",
+           "suite.epochs=1", "suite.eval_every_epochs=1", "suite.n_episodes=1", "n_envs=1", "cell=0,1",
+           f"run_dir={out}", f"data_root={tmp_path / 'demos'}", f"cache_dir={tmp_path / 'cache'}",
            "progress=false", "num_threads=1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)

@@ -147,11 +147,11 @@ def test_config_errors_are_clear(dataset, tmp_path):
         compose("encoder.embedding=cls")
     # the rollout env is checked before any training: a typo, or an env the demos do not fit
     with pytest.raises(ValueError, match="Unknown env|unknown env"):
-        run_train(compose(f"dataset.root={dataset}", "eval.env_name=gym/Reachr-v5", f"run_dir={tmp_path / 'typo'}",
+        run_train(compose(f"dataset.root={dataset}", "eval.env=gym/Reachr-v5", f"run_dir={tmp_path / 'typo'}",
                           "progress=false", f"cache_dir={tmp_path / 'cache'}"))
     with pytest.raises(ValueError, match=r"policy and env do not fit: the policy reads 4-d states, gym/Reacher-v5 "
                                          r"gives 10-d"):
-        run_train(compose(f"dataset.root={dataset}", "eval.env_name=gym/Reacher-v5", f"run_dir={tmp_path / 'dims'}",
+        run_train(compose(f"dataset.root={dataset}", "eval.env=gym/Reacher-v5", f"run_dir={tmp_path / 'dims'}",
                           "progress=false", f"cache_dir={tmp_path / 'cache'}"))
     assert not (tmp_path / "dims" / "tb").exists()  # failed before training began
 
@@ -201,11 +201,11 @@ def test_eval_env_mismatch_names_the_training_dataset(dataset, tmp_path):
     from pixio_robot.train import run_train
 
     with pytest.raises(ValueError) as info:
-        run_train(compose(f"dataset.root={dataset}", "eval.env_name=gym/Reacher-v5", f"run_dir={tmp_path / 'r'}",
+        run_train(compose(f"dataset.root={dataset}", "eval.env=gym/Reacher-v5", f"run_dir={tmp_path / 'r'}",
                           "progress=false", f"cache_dir={tmp_path / 'cache'}"))
     msg = str(info.value)
     assert "trained on gym/Reacher-v5" not in msg  # the eval env is not what it was trained on
-    assert f"trained on the demos of dataset {dataset}" in msg and "eval.env_name=gym/Reacher-v5 does not fit" in msg
+    assert f"trained on the demos of dataset {dataset}" in msg and "eval.env=gym/Reacher-v5 does not fit" in msg
     where = traceback.extract_tb(info.value.__traceback__)[-1]  # what user_errors reports as the location
     assert Path(where.filename).name == "loop.py" and where.name == "_check_eval_env"
     # evaluating a saved policy on an env that does not fit names its dataset, not the env it is checked against

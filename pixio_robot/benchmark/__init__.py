@@ -3,7 +3,7 @@
 Each cell (task, encoder, seed): reuse or collect the suite's demos (LeRobotDataset under
 `data_root`), train the suite's policy on the frozen encoder through `pixio_robot.train.run_train`
 (which builds the frozen-feature cache and evaluates periodically), and record the best success
-during training and the final success in `<output_dir>/cells/<key>.json`. Re-running skips
+during training and the final success in `<run_dir>/cells/<key>.json`. Re-running skips
 finished cells; `cell=<i>` runs one cell, so a launcher can spread the grid:
 
     python -m pixio_robot.benchmark                                   # the quick CPU suite
@@ -15,7 +15,7 @@ finished cells; `cell=<i>` runs one cell, so a launcher can spread the grid:
     python -m pixio_robot.benchmark suite=aloha_act encoders=resnet18_vs_pixio        # LeRobot's ACT
 
 `suite.policy: act | diffusion` suites train LeRobot's own policy instead of the MLP (see
-`pixio_robot.evaluation.lerobot_suite`); a `source: resnet18` column is LeRobot's built-in trunk.
+`pixio_robot.benchmark.lerobot`); a `source: resnet18` column is LeRobot's built-in trunk.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def main() -> None:
             if summary["failed"] and not cfg.report_only:  # batch schedulers / CI must see it
                 raise RunError(f"{len(summary['failed'])} of {summary['cells']} cell(s) failed: "
                                f"{', '.join(summary['failed'][:5])}{' ...' if len(summary['failed']) > 5 else ''}; "
-                               f"each error is in {cfg.output_dir}/cells/<cell>.json. Re-running retries them")
+                               f"each error is in {cfg.run_dir}/cells/<cell>.json. Re-running retries them")
 
     from pixio_robot.utils.cli import run_app
 

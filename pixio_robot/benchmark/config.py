@@ -15,12 +15,12 @@ class BenchmarkConfig:
 
     suite: SuiteConfig = field(default_factory=SuiteConfig)
     encoders: list[EncoderSpec] = field(default_factory=lambda: [EncoderSpec()])
-    tasks: list[str] | None = None  # subset of the suite's tasks (default: all)
+    envs: list[str] | None = None  # subset of the suite's envs (default: all)
     seeds: list[int] | None = None  # override the suite's seeds
     cell: int | None = None  # run only this cell index (0-based, in task/encoder/seed order)
     report_only: bool = False  # only aggregate the finished cells
     force: bool = False  # re-run finished cells
-    output_dir: str = "runs/benchmark/quick"  # stable per suite, so re-running resumes
+    run_dir: str = "runs/benchmark/quick"  # stable per suite, so re-running resumes
     data_root: str = "~/.cache/pixio_robot/demos"
     cache_dir: str = "~/.cache/pixio_robot/features"
     n_envs: int = 5
@@ -36,9 +36,9 @@ class BenchmarkConfig:
     def __post_init__(self) -> None:
         if not self.encoders:
             raise ValueError("no encoders: give at least one under encoders (see configs/benchmark/encoders)")
-        unknown = sorted(set(self.tasks or []) - set(self.suite.tasks))
+        unknown = sorted(set(self.envs or []) - set(self.suite.envs))
         if unknown:
-            raise ValueError(f"tasks {unknown} are not in suite {self.suite.name!r}: {self.suite.tasks}")
+            raise ValueError(f"envs {unknown} are not in suite {self.suite.name!r}: {self.suite.envs}")
         if self.vector_mode not in ("serial", "subproc"):
             raise ValueError(f"vector_mode must be 'serial' or 'subproc', got {self.vector_mode!r}")
         labels = [e.label for e in self.encoders]

@@ -3,7 +3,7 @@
 Each cell (task, encoder, seed): reuse or collect the suite's demos (LeRobotDataset under
 `data_root`), train the suite's policy on the frozen encoder through `pixio_robot.train.run_train`
 (which builds the frozen-feature cache and evaluates periodically), and record the best success
-during training and the final success in `<output_dir>/cells/<key>.json`. Re-running skips
+during training and the final success in `<run_dir>/cells/<key>.json`. Re-running skips
 finished cells; `cell=<i>` runs one cell, so a launcher can spread the grid:
 
     python -m pixio_robot.benchmark                                   # the quick CPU suite
@@ -15,7 +15,7 @@ finished cells; `cell=<i>` runs one cell, so a launcher can spread the grid:
     python -m pixio_robot.benchmark suite=aloha_act encoders=resnet18_vs_pixio        # LeRobot's ACT
 
 `suite.policy: act | diffusion` suites train LeRobot's own policy instead of the MLP (see
-`pixio_robot.evaluation.lerobot_suite`); a `source: resnet18` column is LeRobot's built-in trunk.
+`pixio_robot.benchmark.lerobot`); a `source: resnet18` column is LeRobot's built-in trunk.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ log = get_logger(__name__)
 
 
 def grid_cells(cfg: BenchmarkConfig) -> list[Cell]:
-    return make_cells(list(cfg.tasks or cfg.suite.tasks), [e.label for e in cfg.encoders],
+    return make_cells(list(cfg.envs or cfg.suite.envs), [e.label for e in cfg.encoders],
                       list(cfg.seeds or cfg.suite.seeds))
 
 
@@ -97,7 +97,7 @@ def _train_config(cfg: BenchmarkConfig, cell: Cell, enc: EncoderSpec, root: Path
         encoder=enc.adapter_config(),
         policy=MLPConfig(history=s.history, hidden_sizes=list(s.hidden_sizes), use_state=s.use_state),
         optim=OptimConfig(lr=s.lr, batch_size=s.batch_size, epochs=s.epochs),
-        eval=EvalConfig(env_name=cell.task, every_epochs=s.eval_every, n_episodes=s.eval_episodes,
+        eval=EvalConfig(env=cell.task, every_epochs=s.eval_every_epochs, n_episodes=s.n_episodes,
                         n_envs=cfg.n_envs, seed=cell.seed, image_size=s.image_size, camera=s.camera,
                         max_episode_steps=s.max_episode_steps, vector_mode=cfg.vector_mode,
                         # success-scored suites lose nothing by ending episodes at success
@@ -120,7 +120,7 @@ def cell_fingerprint(cfg: BenchmarkConfig, cell: Cell) -> str:
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p] if p.exists() else []
         weights = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     suite = dataclasses.asdict(cfg.suite)
-    for grid_axis in ("tasks", "seeds"):  # the cell names its own task and seed: adding others changes nothing
+    for grid_axis in ("envs", "seeds"):  # the cell names its own task and seed: adding others changes nothing
         suite.pop(grid_axis, None)
     expert = _expert_path(cfg, cell.task)
     if expert is not None and expert.is_file():  # demos (and so results) follow the expert's weights
@@ -141,17 +141,17 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell) -> dict:
     enc = {e.label: e for e in cfg.encoders}[cell.encoder]
     root = ensure_demos(cfg, cell.task)
     if cfg.suite.lerobot:  # LeRobot's own ACT / Diffusion: the column picks the trunk
-        from pixio_robot.evaluation.lerobot_suite import run_lerobot_cell
+        from pixio_robot.benchmark.lerobot import run_lerobot_cell
 
-        return run_lerobot_cell(cfg, cell, enc, root, Path(cfg.output_dir) / "runs" / cell.key)
-    res = run_train(_train_config(cfg, cell, enc, root, Path(cfg.output_dir) / "runs" / cell.key))
+        return run_lerobot_cell(cfg, cell, enc, root, Path(cfg.run_dir) / "runs" / cell.key)
+    res = run_train(_train_config(cfg, cell, enc, root, Path(cfg.run_dir) / "runs" / cell.key))
     evals = [row for row in res["history"] if "success" in row]
     if not evals:
-        raise RuntimeError(f"{cell.key}: training ran no rollouts (check suite.eval_every / eval_episodes)")
+        raise RuntimeError(f"{cell.key}: training ran no rollouts (check suite.eval_every_epochs / suite.n_episodes)")
     return {  # best: the first rollout with the top success, the one train saved as policy_best/
         "best_success": res["best_success"], "best_epoch": res["best_epoch"], "final_success": evals[-1]["success"],
         "best_return": max(r["mean_return"] for r in evals), "final_return": evals[-1]["mean_return"],
-        "n_eval_episodes": cfg.suite.eval_episodes, "curve": [[r["epoch"], r["success"], r["mean_return"]]
+        "n_eval_episodes": cfg.suite.n_episodes, "curve": [[r["epoch"], r["success"], r["mean_return"]]
                                                              for r in evals],
         "final_train_loss": res["final_train_loss"], "policy_dir": res["policy_dir"], "demos": str(root),
         "cache": res["cache"], "train_wall_s": res["wall_s"], "encoder_digest": res["encoder_digest"],
@@ -160,9 +160,9 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell) -> dict:
 
 def run_benchmark(cfg: BenchmarkConfig) -> dict:
     """Run (or resume) the grid, or one cell of it, then write the report from every finished cell.
-    The whole grid locks `output_dir`; a single `cell=` job locks only that cell's run dir."""
+    The whole grid locks `run_dir`; a single `cell=` job locks only that cell's run dir."""
 
-    out = Path(cfg.output_dir)
+    out = Path(cfg.run_dir)
     if cfg.cell is not None:  # one job of a multirun: its cell's run dir is locked by train; jobs share `out`
         return _run_benchmark(cfg, out)
     from pixio_robot.utils.rundir import run_dir_lock
@@ -183,7 +183,7 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path) -> dict:
         todo = [cells[cfg.cell]]
     if not cfg.report_only:
         log.info("benchmark %s: %d cells (%d tasks x %d encoders x %d seeds) -> %s", cfg.suite.name, len(cells),
-                 len(cfg.tasks or cfg.suite.tasks), len(cfg.encoders), len(cfg.seeds or cfg.suite.seeds), out)
+                 len(cfg.envs or cfg.suite.envs), len(cfg.encoders), len(cfg.seeds or cfg.suite.seeds), out)
         run_grid(todo, lambda c: run_cell(cfg, c), out, force=cfg.force,
                  fingerprint=lambda c: cell_fingerprint(cfg, c))
     records = collect_records(out, cells)
@@ -196,7 +196,7 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path) -> dict:
                     "the benchmark (without report_only) to redo them", len(stale), ", ".join(stale))
         records = [r for r in records if r["key"] not in stale]
     n_done = sum(r.get("status") == "done" for r in records)
-    summary = {"output_dir": str(out), "cells": len(cells), "done": n_done, "stale": stale,
+    summary = {"run_dir": str(out), "cells": len(cells), "done": n_done, "stale": stale,
                "failed": [r["key"] for r in records if r.get("status") == "failed"]}
     if n_done:
         paths = write_report(records, out / "report", title=f"{cfg.suite.name} ({n_done}/{len(cells)} cells)",
@@ -216,7 +216,7 @@ def _probe_scores(probe_dir: str | None) -> dict[str, float] | None:
     path = Path(probe_dir).expanduser() / "report" / "probes.json"
     if not path.is_file():
         raise FileNotFoundError(f"probe_dir={probe_dir}: {path} is missing; run `python -m pixio_robot.probe "
-                                f"output_dir={probe_dir}` with the same encoders first")
+                                f"run_dir={probe_dir}` with the same encoders first")
     return json.loads(path.read_text())["probe_scores"]
 
 

@@ -1,7 +1,7 @@
 """`python -m pixio_robot.collect` (console script `pixio-collect`): expert demos -> LeRobotDataset.
 
     python -m pixio_robot.collect                                   # 3 drawer-open demos, 64 px
-    python -m pixio_robot.collect env=metaworld/hammer-v3 episodes=25 image_size=128 root=demos/hammer
+    python -m pixio_robot.collect env=metaworld/hammer-v3 n_episodes=25 image_size=128 root=demos/hammer
     python -m pixio_robot.collect env=dmc/walker-walk expert_path=experts/walker-walk.zip only_success=false
 
 Interrupt it at any time; re-running the same command keeps the saved episodes and continues.

@@ -13,7 +13,7 @@ class CollectConfig:
     """Schema of the collect entry (unknown keys are errors)."""
 
     env: str = "metaworld/drawer-open-v3"
-    episodes: int = 3
+    n_episodes: int = 3
     root: str | None = None
     image_size: int = 64
     camera: str | None = None
@@ -24,15 +24,18 @@ class CollectConfig:
     append: bool = False
     use_videos: bool = True
     max_episode_steps: int | None = None
-    steps_after_success: int = 10
+    steps_after_success: int | None = 10
     max_attempts: int | None = None
     render_quality: str = "fast"
     vcodec: str = "h264"
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.episodes < 0:
-            raise ValueError(f"episodes must be >= 0, got {self.episodes}")
+        if self.n_episodes < 0:
+            raise ValueError(f"n_episodes must be >= 0, got {self.n_episodes}")
+        if self.steps_after_success is not None and self.steps_after_success < 0:
+            raise ValueError(f"steps_after_success must be >= 0, or null to run every episode to the env's limit; "
+                             f"got {self.steps_after_success}")
         if not 8 <= self.image_size <= 4096:
             raise ValueError(f"image_size must be in [8, 4096], got {self.image_size}")
         if self.render_quality not in ("fast", "default"):

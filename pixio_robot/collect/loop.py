@@ -1,7 +1,7 @@
 """`python -m pixio_robot.collect` (console script `pixio-collect`): expert demos -> LeRobotDataset.
 
     python -m pixio_robot.collect                                   # 3 drawer-open demos, 64 px
-    python -m pixio_robot.collect env=metaworld/hammer-v3 episodes=25 image_size=128 root=demos/hammer
+    python -m pixio_robot.collect env=metaworld/hammer-v3 n_episodes=25 image_size=128 root=demos/hammer
     python -m pixio_robot.collect env=dmc/walker-walk expert_path=experts/walker-walk.zip only_success=false
 
 Interrupt it at any time; re-running the same command keeps the saved episodes and continues.
@@ -39,7 +39,7 @@ def _collect(cfg: CollectConfig, root: Path, run_dir) -> dict:
     from pixio_robot.data.recorder import collect_demos
     from pixio_robot.utils.io import save_json
 
-    root = collect_demos(cfg.env, cfg.episodes, root, image_size=cfg.image_size, camera=cfg.camera,
+    root = collect_demos(cfg.env, cfg.n_episodes, root, image_size=cfg.image_size, camera=cfg.camera,
                          seed=cfg.seed, only_success=cfg.only_success, expert=cfg.expert_path, repo_id=cfg.repo_id,
                          append=cfg.append, use_videos=cfg.use_videos, max_episode_steps=cfg.max_episode_steps,
                          steps_after_success=cfg.steps_after_success, max_attempts=cfg.max_attempts,

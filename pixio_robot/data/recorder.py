@@ -34,12 +34,12 @@ from pixio_robot.utils.logging import get_logger
 log = get_logger(__name__)
 
 
-def rollout_episode(env, expert, seed: int, *, steps_after_success: int = 10) -> tuple[list[dict], bool]:
+def rollout_episode(env, expert, seed: int, *, steps_after_success: int | None = 10) -> tuple[list[dict], bool]:
     """One episode with `expert` from ``env.reset(seed=seed)``; returns (frames, success).
 
     Each frame holds the observation before the action, the action, and the reward / success /
-    done that followed it. With ``steps_after_success >= 0`` the episode ends that many steps
-    after the first success (a short hold), else at the env's own end.
+    done that followed it. With ``steps_after_success`` set the episode ends that many steps after the
+    first success (a short hold); with None it runs to the env's own end.
     """
     obs, info = env.reset(seed=int(seed))
     expert.reset()
@@ -52,7 +52,7 @@ def rollout_episode(env, expert, seed: int, *, steps_after_success: int = 10) ->
         step_success = bool(info.get("is_success", False))
         success = success or step_success
         since = since + 1 if success else -1
-        done = bool(terminated or truncated) or (steps_after_success >= 0 and since >= steps_after_success)
+        done = bool(terminated or truncated) or (steps_after_success is not None and since >= steps_after_success)
         frame = {IMAGE_KEY: obs["pixels"], STATE_KEY: np.asarray(obs["state"], np.float32), ACTION_KEY: action,
                  "next.reward": np.array([reward], np.float32), "next.success": np.array([step_success]),
                  "next.done": np.array([done])}
@@ -100,7 +100,7 @@ def _resolve_expert(env_name: str, expert) -> Any:
 def collect_demos(env_name: str, n_episodes: int, root: str | Path, *, image_size: int | tuple[int, int] = 128,
                   camera: str | None = None, seed: int = 0, only_success: bool = False, expert=None,
                   repo_id: str | None = None, append: bool = False, use_videos: bool = True,
-                  max_episode_steps: int | None = None, steps_after_success: int = 10,
+                  max_episode_steps: int | None = None, steps_after_success: int | None = 10,
                   max_attempts: int | None = None, render_quality: str = "fast", vcodec: str = "h264",
                   progress: bool = True, env_options: dict | None = None) -> Path:
     """Write (or extend) a LeRobotDataset of expert demonstrations at `root`; returns `root`.

@@ -219,12 +219,13 @@ def supports_cameras(name: str) -> bool:
     return False
 
 
-def make_vec_env(name: str, n: int, *, seed: int | None = None, vectorization: str = "sync",
+def make_vec_env(name: str, n: int, *, seed: int | None = None, vector_mode: str = "serial",
                  context: str | None = "forkserver", autoreset_mode: str = "NextStep",
                  **options) -> gym.vector.VectorEnv:
     """`n` copies of ``make_env(name, **options)`` in a gymnasium VectorEnv.
 
-    ``vectorization="sync"`` steps them in this process; ``"async"`` in `n` worker processes
+    ``vector_mode="serial"`` steps them in this process (SyncVectorEnv); ``"subproc"`` in `n`
+    worker processes (AsyncVectorEnv)
     (``context`` is the multiprocessing start method; forkserver avoids forking a process that
     already holds GL contexts or torch threads). Env i gets seed ``seed + i``.
     """
@@ -234,8 +235,8 @@ def make_vec_env(name: str, n: int, *, seed: int | None = None, vectorization: s
     fns = [functools.partial(make_env, name, seed=None if seed is None else int(seed) + i, **options)
            for i in range(int(n))]
     mode = gym.vector.AutoresetMode(autoreset_mode)
-    if vectorization == "sync":
+    if vector_mode == "serial":
         return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
-    if vectorization == "async":
+    if vector_mode == "subproc":
         return gym.vector.AsyncVectorEnv(fns, context=context, autoreset_mode=mode)
-    raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}.")
+    raise ValueError(f"vector_mode must be 'serial' or 'subproc', got {vector_mode!r}.")

@@ -24,10 +24,10 @@ class EvaluateConfig:
     video_fps: int = 20
     vector_mode: str = "subproc"  # subproc: one process per env (rendering in parallel); serial
     stop_on_success: bool = False
-    device: str = "cpu"
+    device: str = "auto"
     num_threads: int | None = None  # torch threads of the policy process (1 suits 2 cores + env workers)
     progress: bool = True
-    output_dir: str | None = None  # default: the hydra run dir (runs/evaluate/<timestamp>)
+    run_dir: str | None = None  # default: the hydra run dir (runs/evaluate/<timestamp>)
 
     def __post_init__(self) -> None:
         if self.n_episodes < 1:

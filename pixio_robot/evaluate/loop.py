@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pixio_robot.evaluate.config import EvaluateConfig
+from pixio_robot.utils.device import resolve_device
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -73,7 +74,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict
     if lerobot_type:  # a LeRobot pretrained_model / save_pretrained dir (act, diffusion, pixio_act, ...)
         from pixio_robot.evaluation.lerobot_policy import LeRobotPolicy, lerobot_env_name
 
-        policy = LeRobotPolicy.load(policy_dir, device=cfg.device)
+        policy = LeRobotPolicy.load(policy_dir, device=str(resolve_device(cfg.device)))
         defaults = {"env": lerobot_env_name(policy_dir)}
     else:
         defaults = policy_env_defaults(policy_dir)
@@ -93,14 +94,14 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict
     image_size = cfg.image_size or defaults.get("image_size") or 128
     image_size = int(image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
     camera = cfg.camera or defaults.get("camera")
-    out = Path(cfg.output_dir or run_dir or Path("runs/evaluate") / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    out = Path(cfg.run_dir or run_dir or Path("runs/evaluate") / time.strftime("%Y-%m-%d_%H-%M-%S"))
     prepare_run_dir(out, cfg)
     if policy is None:
         try:
             from pixio_robot.policies import load_policy
         except ImportError as exc:  # pragma: no cover - the policies package ships with the project
             raise ImportError(f"pixio_robot.policies.load_policy is unavailable ({exc})") from exc
-        policy = load_policy(policy_dir, device=cfg.device)
+        policy = load_policy(policy_dir, device=str(resolve_device(cfg.device)))
     if hasattr(policy, "eval"):
         policy.eval()
     log.info("evaluating %s on %s: %d episodes over %d envs (%s)", policy_dir, env, cfg.n_episodes,

@@ -49,7 +49,9 @@ def _policy_device(policy: Any) -> torch.device | None:
 
 def _to_batch(obs_rows: list[dict], device: torch.device | None) -> dict[str, torch.Tensor]:
     """List of K env observations -> LeRobot-style batch (uint8 images, float32 state)."""
-    batch = {OBS_IMAGE: torch.from_numpy(np.stack([o["pixels"] for o in obs_rows]))}  # (K,[T,]H,W,3)
+    batch = {}
+    if "pixels" in obs_rows[0]:  # state-only envs (pixels=False) have none
+        batch[OBS_IMAGE] = torch.from_numpy(np.stack([o["pixels"] for o in obs_rows]))  # (K,[T,]H,W,3)
     for key in obs_rows[0]:
         if key.startswith(CAMERA_PREFIX):  # pixels.<camera> -> observation.images.<camera>
             batch[f"{OBS_IMAGES}.{key.removeprefix(CAMERA_PREFIX)}"] = torch.from_numpy(

@@ -32,7 +32,7 @@ class SuiteConfig:
     """Tasks, demos, protocol and evaluation of one benchmark suite."""
 
     name: str = "quick"
-    tasks: list[str] = field(default_factory=lambda: ["metaworld/button-press-topdown-v3",
+    envs: list[str] = field(default_factory=lambda: ["metaworld/button-press-topdown-v3",
                                                       "metaworld/drawer-open-v3"])
     metric: str = "success"  # success | return (score = return / return_scale * 100)
     return_scale: float = 1.0
@@ -58,18 +58,18 @@ class SuiteConfig:
     lr: float = 1e-3
     val_fraction: float = 0.0
     # evaluation during training
-    eval_every: int = 10  # epochs (and after the last)
-    eval_episodes: int = 10
+    eval_every_epochs: int = 10  # epochs (and after the last)
+    n_episodes: int = 10
     seeds: list[int] = field(default_factory=lambda: [100])
 
     def __post_init__(self) -> None:
-        if not self.tasks:
-            raise ValueError(f"suite {self.name!r} has no tasks; list make_env names under suite.tasks")
+        if not self.envs:
+            raise ValueError(f"suite {self.name!r} has no envs; list make_env names under suite.envs")
         if self.metric not in METRICS:
             raise ValueError(f"suite.metric must be one of {METRICS}, got {self.metric!r}")
         if self.metric == "return" and self.return_scale <= 0:
             raise ValueError(f"suite.return_scale must be > 0, got {self.return_scale}")
-        for name in ("n_demos", "epochs", "eval_episodes", "batch_size", "history", "image_size"):
+        for name in ("n_demos", "epochs", "n_episodes", "batch_size", "history", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"suite.{name} must be >= 1, got {getattr(self, name)}")
         if self.policy not in SUITE_POLICIES:
@@ -77,8 +77,8 @@ class SuiteConfig:
         if self.policy_options and not self.lerobot:
             raise ValueError("suite.policy_options are LeRobot config fields: set suite.policy=act|diffusion, "
                              "or leave them empty for the MLP")
-        if self.dataset_root and len(self.tasks) > 1 and "{task}" not in self.dataset_root:
-            raise ValueError(f"suite.dataset_root={self.dataset_root!r} would serve all {len(self.tasks)} tasks: "
+        if self.dataset_root and len(self.envs) > 1 and "{task}" not in self.dataset_root:
+            raise ValueError(f"suite.dataset_root={self.dataset_root!r} would serve all {len(self.envs)} tasks: "
                              "put {task} in it (the task's file-safe name) or run one task")
         if not self.seeds:
             raise ValueError("suite.seeds is empty; give at least one seed, e.g. suite.seeds=[100]")

@@ -143,8 +143,6 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu",
     if path.is_dir() and ((path / "state.json").exists()
                           or (not (path / WEIGHTS).exists() and (path / "checkpoints").is_dir())):
         # a pretraining run without encoder/ yet (still running, killed) or one of its checkpoints
-        from pixio_robot.pretrain.score import load_mae
-
         return load_mae(path).encoder.to(map_location)
     if path.is_dir() or path.suffix == ".safetensors":
         directory = path if path.is_dir() else path.parent
@@ -190,3 +188,31 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu") 
     model = PixioMAE(MAEConfig(**meta["config"]))
     load_state_dict_strict(model, _read_safetensors(directory / WEIGHTS), str(directory))
     return model.to(map_location)
+
+
+def load_mae(path: str | Path) -> PixioMAE:
+    """A `save_model` directory, a pretraining checkpoint directory, or a run directory (its newest
+    checkpoint). A distillation run's checkpoint gives its student (+ projector) instead, as a
+    module whose `.encoder` is the student."""
+    from pixio_robot.models.train_checkpoint import list_checkpoints, load_checkpoint
+
+    path = Path(path).expanduser()
+    if (path / "checkpoints").is_dir():
+        ckpts = list_checkpoints(path / "checkpoints")
+        if not ckpts:
+            raise FileNotFoundError(f"{path} holds no complete checkpoint under checkpoints/")
+        path = ckpts[-1]
+    if (path / "state.json").exists():
+        state = json.loads((path / "state.json").read_text())
+        if state.get("objective") == "distill":
+            from pixio_robot.models.distill import DistilledStudent
+
+            model = DistilledStudent(state["model_config"], **state["distill_dims"])
+            load_checkpoint(path, model, None)
+            return model
+        model = PixioMAE(MAEConfig(**state["model_config"]))
+        load_checkpoint(path, model, None)  # full or sharded, read whole in this process
+        return model
+    if (path / "config.json").exists():
+        return load_model(path)
+    raise FileNotFoundError(f"{path} is not a run directory, a checkpoint or a save_model directory")

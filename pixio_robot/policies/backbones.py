@@ -21,7 +21,7 @@ from torch import nn
 from pixio_robot.models.config import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
-    from pixio_robot.policies.encoder_adapter import AdapterConfig
+    from pixio_robot.policies.encoder_config import AdapterConfig
 
 
 class Backbone(nn.Module):

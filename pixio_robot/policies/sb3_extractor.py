@@ -20,28 +20,34 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from pixio_robot.policies.encoder_adapter import AdapterConfig, EncoderAdapter
 
-FROZEN_CACHE_SIZE = 4  # recent (input, features) pairs per frozen encoder; 0 turns the reuse off
-_FROZEN_CACHE: dict[tuple, deque] = {}
 
-
-def frozen_features(adapter: EncoderAdapter, key: tuple, x: torch.Tensor) -> torch.Tensor:
-    """`adapter.encode(x)` of a frozen encoder, reused when the same pixels were just encoded.
+class FrozenFeatureCache:
+    """The features of the last few pixel batches a frozen encoder saw (`size` of them), owned by
+    one SB3 policy (`pixio_robot.rl.agent.PixioSACPolicy` hands one to its extractors) and freed
+    with it.
 
     One SAC gradient step hands the same replay batch to the encoder five times (actor and twice
     the critic on `obs`, actor and target critic on `next_obs`, each after its own preprocessing,
-    so as new tensors). A frozen encoder gives the same features for the same pixels, so the recent
+    so as new tensors). A frozen encoder gives the same features for the same pixels, so recent
     inputs are kept (by reference) and compared exactly (`torch.equal`, a memory pass, far cheaper
-    than the encoder): 5 encoder passes per step become 2. `key` names the weights (digest) and
-    the preprocessing, so the target critic's copy of the encoder shares the entries."""
-    if FROZEN_CACHE_SIZE <= 0:
-        return adapter.encode(x)
-    entries = _FROZEN_CACHE.setdefault(key, deque(maxlen=FROZEN_CACHE_SIZE))
-    for seen, feats in entries:
-        if seen.shape == x.shape and seen.dtype == x.dtype and seen.device == x.device and torch.equal(seen, x):
-            return feats
-    feats = adapter.encode(x)
-    entries.append((x.detach(), feats.detach()))
-    return feats
+    than the encoder): 5 encoder passes per step become 2. Entries are keyed by the weights
+    (digest) and the preprocessing, so the target critic's copy of the encoder shares them.
+    `size=0` turns the reuse off."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.entries: dict[tuple, deque] = {}
+
+    def features(self, adapter: EncoderAdapter, key: tuple, x: torch.Tensor) -> torch.Tensor:
+        if self.size <= 0:
+            return adapter.encode(x)
+        entries = self.entries.setdefault(key, deque(maxlen=self.size))
+        for seen, feats in entries:
+            if seen.shape == x.shape and seen.dtype == x.dtype and seen.device == x.device and torch.equal(seen, x):
+                return feats
+        feats = adapter.encode(x)
+        entries.append((x.detach(), feats.detach()))
+        return feats
 
 
 class PixioFeaturesExtractor(BaseFeaturesExtractor):
@@ -68,6 +74,7 @@ class PixioFeaturesExtractor(BaseFeaturesExtractor):
         self.source_digest = adapter.encoder_digest()  # the weights the config names
         self.pixels_key, self.state_key = pixels_key, state_key
         self.n_frames = n_frames
+        self.feature_cache: FrozenFeatureCache | None = None  # set by the policy that owns the extractors
 
     def restore_encoder(self) -> bool:
         """Put the backbone's source weights back (rebuilt from the same config: the checkpoint, or
@@ -83,11 +90,11 @@ class PixioFeaturesExtractor(BaseFeaturesExtractor):
         return True
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.adapter.frozen:
+        if not self.adapter.frozen or self.feature_cache is None:
             return self.adapter(x)
         if getattr(self, "_frozen_key", None) is None:  # the weights in use (after any load), once: they are frozen
             self._frozen_key = (self.adapter.encoder_digest(), repr(self.adapter.config))
-        return self.adapter.head(frozen_features(self.adapter, self._frozen_key, x))
+        return self.adapter.head(self.feature_cache.features(self.adapter, self._frozen_key, x))
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         pix = observations[self.pixels_key]

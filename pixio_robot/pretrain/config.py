@@ -23,7 +23,7 @@ class ModelConfig:
     """Which registered MAE to pretrain (`pixio_robot.models.create_model`) and its overrides."""
 
     name: str = "pixio_mae_tiny"
-    img_size: int = 128
+    image_size: int = 128  # model input side (timm's `img_size`)
     mask_block: int | None = None  # None: the registry's default for the size
     mask_ratio: float = 0.75
     num_cls_tokens: int | None = None
@@ -34,7 +34,7 @@ class ModelConfig:
     norm_pix_loss: bool = True
 
     def create_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = dict(img_size=self.img_size, mask_ratio=self.mask_ratio,
+        kw: dict[str, Any] = dict(img_size=self.image_size, mask_ratio=self.mask_ratio,
                                   drop_path_rate=self.drop_path_rate, norm_pix_loss=self.norm_pix_loss)
         for k in ("mask_block", "num_cls_tokens", "decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
             if getattr(self, k) is not None:
@@ -201,7 +201,7 @@ class PretrainConfig:
     fsdp_cpu_offload: bool = False  # FSDP2: fp32 weights, grads and AdamW states in host memory
     hsdp_shard_size: int = 0  # hsdp: ranks per shard group (0 = GPUs per node, LOCAL_WORLD_SIZE)
     device: str = "auto"
-    threads: int = 0  # torch threads per process on CPU (0 = cores / local ranks - loader workers)
+    num_threads: int | None = None  # torch threads per process on CPU (null: cores / local ranks - loader workers)
     ckpt_every: int = 100
     keep_last: int = 2
     ckpt_format: str = "full"  # full (safetensors, gathered on rank 0) | sharded (DCP, every rank writes its shards)
@@ -256,7 +256,7 @@ class ScoreConfig:
     checkpoint: str = MISSING  # a pretraining run dir, checkpoint dir or `save_model` directory
     output: str = "scores.parquet"
     data: DataConfig = field(default_factory=DataConfig)
-    img_size: int | None = None  # None: the model's
+    image_size: int | None = None  # None: the model's
     batch_size: int = 64
     num_masks: int = 2  # masks averaged per image
     seed: int = 0

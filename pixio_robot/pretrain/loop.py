@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pixio_robot.models import create_model, save_encoder
-from pixio_robot.pretrain.checkpoint import find_resumable, load_checkpoint, save_checkpoint
+from pixio_robot.models.train_checkpoint import find_resumable, load_checkpoint, save_checkpoint
 from pixio_robot.pretrain.config import PretrainConfig
 from pixio_robot.pretrain.curation import STAT_KEYS, keep_rate
 from pixio_robot.pretrain.distributed import checkpoint_blocks, compile_blocks, wrap_model
@@ -77,7 +77,7 @@ def _student_kwargs(cfg: PretrainConfig, num_cls_tokens: int) -> dict:
     from pixio_robot.models.distill import student_name
 
     m = cfg.model
-    return {"name": student_name(m.name), "img_size": m.img_size, "drop_path_rate": m.drop_path_rate,
+    return {"name": student_name(m.name), "img_size": m.image_size, "drop_path_rate": m.drop_path_rate,
             "num_cls_tokens": m.num_cls_tokens if m.num_cls_tokens is not None else num_cls_tokens}
 
 
@@ -131,11 +131,11 @@ def _device(cfg: PretrainConfig) -> torch.device:
 
 
 def _set_threads(cfg: PretrainConfig, device: torch.device) -> None:
-    """CPU threads per process: `threads`, or (cores / local ranks) - loader workers, at least 1.
+    """CPU threads per process: `num_threads`, or (cores / local ranks) - loader workers, at least 1.
     Oversubscribed OpenMP threads spin against each other: on a busy 2-core machine a tiny step
     took ~10 s with 2 threads and ~1.5 s with 1."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     elif device.type == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
@@ -162,7 +162,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
 def _pretrain(cfg: PretrainConfig, device: torch.device, run_dir: Path) -> dict:
     rank, world, main = udist.rank(), udist.world_size(), udist.is_main()
     ckpt_root = run_dir / "checkpoints"
-    check_run_dir(cfg, run_dir, ckpt_root, _model_config)
+    check_run_dir(cfg, run_dir)
     micro, accum = _batch_math(cfg, world, device)
     distill = bool(cfg.distill.teacher)
     if not distill:  # the memory model covers MAE pretraining
@@ -227,7 +227,7 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, run_dir: Path) -> dict:
     tracker.converted = [int(prior["converted"].get(src.name, 0)) for src in sources]
     if tracker.restarted:
         log.warning("the saved data position is for another rank / worker layout; continuing after it")
-    stream = PretrainStream(sources, cfg.data, cfg.curation, seed=cfg.seed, img_size=cfg.model.img_size,
+    stream = PretrainStream(sources, cfg.data, cfg.curation, seed=cfg.seed, img_size=cfg.model.image_size,
                             batch_size=micro, noise_dim=raw.masking.num_blocks, rank=rank, world_size=world,
                             lane_states=tracker.states,
                             worker_offset=0 if tracker.restarted else start * accum % max(num_workers, 1))

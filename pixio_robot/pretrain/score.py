@@ -12,52 +12,22 @@ min(loss / tau, 1). Corrupt images are skipped and counted.
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from pixio_robot.models import IMAGENET_MEAN, IMAGENET_STD, PixioMAE, load_model
-from pixio_robot.models.config import MAEConfig
+from pixio_robot.models import IMAGENET_MEAN, IMAGENET_STD, PixioMAE
+from pixio_robot.models.checkpoint import load_mae  # noqa: F401 - the scorer's loader
 from pixio_robot.pretrain.config import ScoreConfig
 from pixio_robot.pretrain.curation import write_scores
 from pixio_robot.pretrain.sources import CorruptSample, Source, build_sources, decode_image
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-
-def load_mae(path: str | Path) -> PixioMAE:
-    """A `save_model` directory, a pretraining checkpoint directory, or a run directory (its newest
-    checkpoint). A distillation run's checkpoint gives its student (+ projector) instead, as a
-    module whose `.encoder` is the student."""
-    from pixio_robot.pretrain.checkpoint import list_checkpoints, load_checkpoint
-
-    path = Path(path).expanduser()
-    if (path / "checkpoints").is_dir():
-        ckpts = list_checkpoints(path / "checkpoints")
-        if not ckpts:
-            raise FileNotFoundError(f"{path} holds no complete checkpoint under checkpoints/")
-        path = ckpts[-1]
-    if (path / "state.json").exists():
-        state = json.loads((path / "state.json").read_text())
-        if state.get("objective") == "distill":
-            from pixio_robot.models.distill import DistilledStudent
-
-            model = DistilledStudent(state["model_config"], **state["distill_dims"])
-            load_checkpoint(path, model, None)
-            return model
-        model = PixioMAE(MAEConfig(**state["model_config"]))
-        load_checkpoint(path, model, None)  # full or sharded, read whole in this process
-        return model
-    if (path / "config.json").exists():
-        return load_model(path)
-    raise FileNotFoundError(f"{path} is not a run directory, a checkpoint or a save_model directory")
 
 
 def _square(img: np.ndarray, size: int) -> np.ndarray:
@@ -104,7 +74,7 @@ def run_score(cfg: ScoreConfig) -> dict:
     if not isinstance(model, PixioMAE):
         raise ValueError(f"{cfg.checkpoint} is a distillation run: scores are MAE reconstruction losses, so "
                          "score with an MAE pretraining run (checkpoint=runs/pretrain/<mae run>)")
-    size = cfg.img_size or model.encoder.img_size[0]
+    size = cfg.image_size or model.encoder.img_size[0]
     masking = model.masking_for((size // model.patch_size, size // model.patch_size))
     ids_map = masking.block_patch_ids.to(device)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)

@@ -17,13 +17,13 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="pkg://pixio_robot.configs.probe", config_name="config")
     def _app(dcfg) -> None:
-        from pixio_robot.probe.run import run_probe
+        from pixio_robot.probe.loop import run_probe
 
         with user_errors("re-run the same command: finished cells are skipped"):
             summary = run_probe(to_config(dcfg))
             if summary["failed"]:
                 raise RunError(f"{len(summary['failed'])} of {summary['cells']} probe cell(s) failed: "
-                               f"{', '.join(summary['failed'][:5])}; the errors are in <output_dir>/cells/*.json")
+                               f"{', '.join(summary['failed'][:5])}; the errors are in <run_dir>/cells/*.json")
 
     run_app(_app)
 

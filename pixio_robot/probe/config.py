@@ -16,8 +16,8 @@ class ProbeConfig:
     # The encoders to probe (as the benchmark's: source pixio | checkpoint | timm, name, path).
     encoders: list[EncoderSpec] = field(default_factory=lambda: [EncoderSpec(label="pixio_test_random")])
     # MetaWorld tasks the probe set is rendered from.
-    tasks: list[str] = field(default_factory=lambda: ["metaworld/drawer-open-v3", "metaworld/button-press-topdown-v3"])
-    episodes: int = 21  # episodes per task (noisy scripted expert); the last test_episodes are held out
+    envs: list[str] = field(default_factory=lambda: ["metaworld/drawer-open-v3", "metaworld/button-press-topdown-v3"])
+    n_episodes: int = 21  # episodes per task (noisy scripted expert); the last test_episodes are held out
     test_episodes: int = 5
     train_sizes: list[int] = field(default_factory=lambda: [1, 4, 16])  # training episodes per probe fit
     steps: int = 150  # steps per episode
@@ -32,9 +32,9 @@ class ProbeConfig:
     dense_stride: int = 4  # dense probe: predicted pixels per patch side (then bilinear upsampling)
     bootstrap_reps: int = 1000
     batch_size: int = 64
-    device: str = "cpu"
+    device: str = "auto"
     set_root: str | None = None  # probe-set cache (default ~/.cache/pixio_robot/probe_sets)
-    output_dir: str = "runs/probe"
+    run_dir: str = "runs/probe"
     force: bool = False  # re-run finished cells
     progress: bool = True
 
@@ -43,11 +43,11 @@ class ProbeConfig:
             raise ValueError(f"test_episodes must be >= 2 (intervals resample them), got {self.test_episodes}")
         if not self.train_sizes or min(self.train_sizes) < 1:
             raise ValueError(f"train_sizes must be positive episode counts, got {self.train_sizes}")
-        if max(self.train_sizes) > self.episodes - self.test_episodes:
+        if max(self.train_sizes) > self.n_episodes - self.test_episodes:
             raise ValueError(f"train_sizes {self.train_sizes} need {max(self.train_sizes)} training episodes but "
-                             f"episodes={self.episodes} - test_episodes={self.test_episodes} leaves "
-                             f"{self.episodes - self.test_episodes}: raise episodes")
-        bad = [t for t in self.tasks if not t.startswith("metaworld/")]
+                             f"n_episodes={self.n_episodes} - test_episodes={self.test_episodes} leaves "
+                             f"{self.n_episodes - self.test_episodes}: raise n_episodes")
+        bad = [t for t in self.envs if not t.startswith("metaworld/")]
         if bad:
             raise ValueError(f"probe sets are rendered from MetaWorld tasks (metaworld/<task>-v3); got {bad}")
         if self.every < 1 or self.steps < self.every:

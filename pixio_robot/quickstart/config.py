@@ -11,18 +11,18 @@ from hydra.core.config_store import ConfigStore
 class QuickstartConfig:
     """Schema of the quickstart (defaults sized for <= 20 minutes on 2 CPU cores)."""
 
-    output_dir: str = "runs/quickstart"  # stable, so re-running resumes
+    run_dir: str = "runs/quickstart"  # stable, so re-running resumes
     # 1. pretraining (the pretrain entry's tiny model on the simulator corpus)
     pretrain_model: str = "pixio_mae_tiny"
     pretrain_steps: int = 200
     pretrain_batch_size: int = 32
-    pretrain_img_size: int = 128
+    pretrain_image_size: int = 128
     sim_frames: int = 1500
     sim_envs: list[str] | None = None  # scenes of the corpus (None: the pretrain entry's default set)
     sim_render_size: int = 144
     sim_cache_dir: str | None = None  # None: ~/.cache/pixio_robot/sim_frames
     # 2-3. demos, behaviour cloning, rollouts
-    tasks: list[str] = field(default_factory=lambda: ["metaworld/button-press-topdown-v3",
+    envs: list[str] = field(default_factory=lambda: ["metaworld/button-press-topdown-v3",
                                                       "metaworld/drawer-open-v3"])
     n_demos: int = 10
     image_size: int = 128  # env frames; the encoders see them at this size too
@@ -33,23 +33,23 @@ class QuickstartConfig:
     # across frames (0.8% relative spread vs 13% for random weights); the patch tokens carry what
     # pretraining learned.
     embedding: str = "spatial"
-    eval_episodes: int = 10
+    n_episodes: int = 10
     n_envs: int = 5
     vector_mode: str = "subproc"
     seed: int = 100
     data_root: str = "~/.cache/pixio_robot/demos"
     cache_dir: str = "~/.cache/pixio_robot/features"
-    threads: int = 1  # torch threads (0: torch default); 1 is fastest on 2 cores
+    num_threads: int = 1  # torch threads (0: torch default); 1 is fastest on 2 cores
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if not self.tasks:
-            raise ValueError("quickstart needs at least one task, e.g. tasks=[metaworld/drawer-open-v3]")
+        if not self.envs:
+            raise ValueError("quickstart needs at least one env, e.g. envs=[metaworld/drawer-open-v3]")
         from pixio_robot.policies.encoder_adapter import EMBEDDINGS
 
         if self.embedding not in EMBEDDINGS:
             raise ValueError(f"embedding={self.embedding!r} is not one of {EMBEDDINGS}")
-        for name in ("pretrain_steps", "n_demos", "epochs", "eval_episodes", "n_envs"):
+        for name in ("pretrain_steps", "n_demos", "epochs", "n_episodes", "n_envs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 

@@ -40,12 +40,12 @@ def pretrain_config(cfg: QuickstartConfig, run_dir: Path):
     if cfg.sim_envs:
         sim.envs = list(cfg.sim_envs)
     return PretrainConfig(
-        model=ModelConfig(name=cfg.pretrain_model, img_size=cfg.pretrain_img_size),
+        model=ModelConfig(name=cfg.pretrain_model, image_size=cfg.pretrain_image_size),
         data=DataConfig(sources={"sim": sim}, num_workers=1),
         optim=OptimConfig(warmup_steps=max(1, min(20, cfg.pretrain_steps // 10))),
         logger=LoggerConfig(log_every=10, recon_every=0, progress=cfg.progress),
         name="quickstart", run_dir=str(run_dir), steps=cfg.pretrain_steps, batch_size=cfg.pretrain_batch_size,
-        ckpt_every=max(1, cfg.pretrain_steps // 4), threads=cfg.threads, seed=0)
+        ckpt_every=max(1, cfg.pretrain_steps // 4), num_threads=cfg.num_threads, seed=0)
 
 
 def random_twin(encoder_dir: Path, out: Path, seed: int = 0) -> Path:
@@ -67,16 +67,16 @@ def benchmark_config(cfg: QuickstartConfig, out: Path, pretrained: Path, random:
     from pixio_robot.benchmark import BenchmarkConfig
     from pixio_robot.evaluation.suites import EncoderSpec, SuiteConfig
 
-    suite = SuiteConfig(name="quickstart", tasks=list(cfg.tasks), n_demos=cfg.n_demos, image_size=cfg.image_size,
-                        max_episode_steps=cfg.max_episode_steps, epochs=cfg.epochs, eval_every=0,
-                        eval_episodes=cfg.eval_episodes, seeds=[cfg.seed])
+    suite = SuiteConfig(name="quickstart", envs=list(cfg.envs), n_demos=cfg.n_demos, image_size=cfg.image_size,
+                        max_episode_steps=cfg.max_episode_steps, epochs=cfg.epochs, eval_every_epochs=0,
+                        n_episodes=cfg.n_episodes, seeds=[cfg.seed])
     encoders = [EncoderSpec(label="pixio_pretrained", source="checkpoint", path=str(pretrained),
                             image_size=cfg.image_size, embedding=cfg.embedding),
                 EncoderSpec(label="random_init", source="checkpoint", path=str(random), image_size=cfg.image_size,
                             embedding=cfg.embedding)]
-    return BenchmarkConfig(suite=suite, encoders=encoders, output_dir=str(out), data_root=cfg.data_root,
+    return BenchmarkConfig(suite=suite, encoders=encoders, run_dir=str(out), data_root=cfg.data_root,
                            cache_dir=cfg.cache_dir, n_envs=cfg.n_envs, vector_mode=cfg.vector_mode,
-                           num_threads=cfg.threads or None, progress=cfg.progress)
+                           num_threads=cfg.num_threads or None, progress=cfg.progress)
 
 
 def loss_plot(history: list, path: Path) -> Path | None:
@@ -127,11 +127,11 @@ def write_summary(out: Path, cfg: QuickstartConfig, pre: dict, bench: dict, medi
     lines = [
         "# pixio_robot quickstart", "",
         f"Pretrained `{cfg.pretrain_model}` on {cfg.sim_frames} simulator frames for {pre['steps']} steps "
-        f"(batch {cfg.pretrain_batch_size}, {cfg.pretrain_img_size} px): loss {pre.get('loss_start') or float('nan'):.4f}"
+        f"(batch {cfg.pretrain_batch_size}, {cfg.pretrain_image_size} px): loss {pre.get('loss_start') or float('nan'):.4f}"
         f" -> {pre.get('loss_end') or float('nan'):.4f}.",
         f"Behaviour cloning (CortexBench MLP, frozen encoders read as `{cfg.embedding}` embeddings, "
         f"{cfg.n_demos} demos, {cfg.epochs} epochs) on "
-        f"{', '.join(cfg.tasks)}; {cfg.eval_episodes} rollouts of the final policy per task "
+        f"{', '.join(cfg.envs)}; {cfg.n_episodes} rollouts of the final policy per task "
         f"(seed {cfg.seed}, {cfg.max_episode_steps} steps max). `random_init` is the same architecture with "
         "random weights: the gap between the columns is what pretraining bought.", "",
         table, "",
@@ -139,12 +139,12 @@ def write_summary(out: Path, cfg: QuickstartConfig, pre: dict, bench: dict, medi
         f"- pretraining loss: ![loss]({_rel(media.get('loss'), out)})",
         f"- reconstruction grid (original | masked | reconstruction): ![recon]({_rel(media.get('recon'), out)})",
         f"- success, final checkpoint: ![final]({_rel(media.get('final'), out)})",
-        f"- rollout video (pixio_pretrained, {cfg.tasks[0]}): [{_rel(media.get('video'), out)}]"
+        f"- rollout video (pixio_pretrained, {cfg.envs[0]}): [{_rel(media.get('video'), out)}]"
         f"({_rel(media.get('video'), out)})", "",
         "## Wall time", "", "| step | seconds |", "|---|---|",
         *[f"| {k} | {v:.0f} |" for k, v in times.items()], "",
         f"Files: pretraining run `{_rel(pre['run_dir'], out)}`, encoders `pixio_pretrained` = "
-        f"`{_rel(pre.get('encoder_dir'), out)}`, grid `{_rel(bench['output_dir'], out)}` "
+        f"`{_rel(pre.get('encoder_dir'), out)}`, grid `{_rel(bench['run_dir'], out)}` "
         "(cells/*.json, report/results.csv).",
     ]
     path = out / "report.md"
@@ -161,9 +161,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     from pixio_robot.utils.io import save_json
     from pixio_robot.utils.run import prepare_run_dir
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.output_dir)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.run_dir)
     prepare_run_dir(out, cfg)
     times: dict[str, float] = {}
     t0 = t = time.perf_counter()
@@ -180,7 +180,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     bench = run_benchmark(benchmark_config(cfg, out / "bc", Path(pre["encoder_dir"]), twin))
     times["demos + feature cache + BC + rollouts"] = time.perf_counter() - t
     if bench["failed"]:
-        log.error("failed cells: %s (see %s/cells/*.json)", bench["failed"], bench["output_dir"])
+        log.error("failed cells: %s (see %s/cells/*.json)", bench["failed"], bench["run_dir"])
 
     log.info("quickstart 4/4: report")
     t = time.perf_counter()
@@ -190,14 +190,14 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         media["recon"] = Path(shutil.copyfile(recons[-1], out / "reconstruction.png"))
     if "report" in bench:
         media["final"] = Path(shutil.copyfile(bench["report"]["final"], out / "success_final.png"))
-    cell = Path(bench["output_dir"]) / "cells"
-    first = sorted(cell.glob(f"*{cfg.tasks[0].replace('/', '_')}__pixio_pretrained__*.json"))
+    cell = Path(bench["run_dir"]) / "cells"
+    first = sorted(cell.glob(f"*{cfg.envs[0].replace('/', '_')}__pixio_pretrained__*.json"))
     if first:
         import json
 
         rec = json.loads(first[0].read_text())
         if rec.get("status") == "done":
-            media["video"] = rollout_video(rec["policy_dir"], cfg.tasks[0], cfg, out / "video")
+            media["video"] = rollout_video(rec["policy_dir"], cfg.envs[0], cfg, out / "video")
     times["report + rollout video"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     report = write_summary(out, cfg, pre, bench, media, times)

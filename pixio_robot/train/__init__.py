@@ -1,6 +1,6 @@
 """Imitation learning on a Pixio backbone: `python -m pixio_robot.train` (hydra).
 
-    python -m pixio_robot.train dataset.root=data/metaworld-drawer-open eval.env_name=metaworld/drawer-open-v3
+    python -m pixio_robot.train dataset.root=data/metaworld-drawer-open eval.env=metaworld/drawer-open-v3
     python -m pixio_robot.train policy=pixio_act dataset.root=demos/pusht +policy.options.chunk_size=16
     python -m pixio_robot.train encoder.source=checkpoint encoder.path=runs/pretrain/x/encoder ...
 

@@ -29,12 +29,12 @@ class OptimConfig:
     epochs: int = 100
     weight_decay: float = 0.0
     encoder_lr: float | None = None  # lr of trainable encoder weights (default lr / 10)
-    grad_clip: float | None = None
+    clip_grad: float | None = None  # max gradient norm (null: no clipping)
 
 
 @dataclass
 class EvalConfig:
-    env_name: str | None = None  # make_env name; null: the env recorded by pixio_robot.collect, else none
+    env: str | None = None  # make_env name; null: the env recorded by pixio_robot.collect, else none
     every_epochs: int = 5  # rollouts every N epochs (and after the last); 0: only after the last
     n_episodes: int = 25  # 0: no rollouts
     n_envs: int = 5

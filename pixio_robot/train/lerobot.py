@@ -72,7 +72,7 @@ def run_lerobot_train(cfg, run_dir: Path, demo, t_start: float) -> dict:
     device = resolve_device(cfg.device)
     cams = _cameras(cfg, demo)
     policy, pre, post = build_lerobot_policy(cfg.policy, cfg.encoder, demo, cams, device)
-    if cfg.eval.env_name and cfg.eval.n_episodes > 0:
+    if cfg.eval.env and cfg.eval.n_episodes > 0:
         log.info("train: %s rolls out with lerobot-eval --policy.path=%s or python -m pixio_robot.evaluate "
                  "policy=%s (no rollouts during training)", cfg.policy.type, run_dir / "policy", run_dir / "policy")
     cache = FeatureCache(cfg.cache_dir, dtype=cfg.cache_dtype)
@@ -84,7 +84,7 @@ def run_lerobot_train(cfg, run_dir: Path, demo, t_start: float) -> dict:
     steps_per_epoch = math.ceil(len(train_rows) / cfg.optim.batch_size)
     sched_cfg = policy.config.get_scheduler_preset()
     sched = sched_cfg.build(opt, cfg.optim.epochs * steps_per_epoch) if sched_cfg is not None else None
-    clip = cfg.optim.grad_clip if cfg.optim.grad_clip else getattr(opt_cfg, "grad_clip_norm", None)
+    clip = cfg.optim.clip_grad if cfg.optim.clip_grad else getattr(opt_cfg, "grad_clip_norm", None)
     n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     log.info("train: %s (LeRobot's), cameras %s, %d train / %d val rows, %d trainable params, frames %s",
              cfg.policy.type, cams, len(train_rows), len(val_rows), n_params,

@@ -1,6 +1,6 @@
 """Imitation learning on a Pixio backbone: `python -m pixio_robot.train` (hydra).
 
-    python -m pixio_robot.train dataset.root=data/metaworld-drawer-open eval.env_name=metaworld/drawer-open-v3
+    python -m pixio_robot.train dataset.root=data/metaworld-drawer-open eval.env=metaworld/drawer-open-v3
     python -m pixio_robot.train policy=pixio_act dataset.root=demos/pusht +policy.options.chunk_size=16
     python -m pixio_robot.train encoder.source=checkpoint encoder.path=runs/pretrain/x/encoder ...
 
@@ -64,11 +64,11 @@ def _val_loss(policy, batcher, rows: np.ndarray, batch_size: int, device) -> flo
 
 def _rollouts(policy, cfg: TrainConfig, spec) -> dict | None:
     e = cfg.eval
-    if not e.env_name or e.n_episodes < 1:
+    if not e.env or e.n_episodes < 1:
         return None
     from pixio_robot.evaluation import evaluate_policy
 
-    res = evaluate_policy(policy, e.env_name, n_episodes=e.n_episodes, n_envs=e.n_envs, seed=e.seed,
+    res = evaluate_policy(policy, e.env, n_episodes=e.n_episodes, n_envs=e.n_envs, seed=e.seed,
                           image_size=e.image_size or spec.image_size or 128, camera=e.camera,
                           max_episode_steps=e.max_episode_steps, progress=cfg.progress,
                           vector_mode=e.vector_mode, env_options=dict(e.env_options),
@@ -81,7 +81,7 @@ def _check_eval_env(policy, cfg: TrainConfig, spec) -> None:
     """Build the rollout env once before training: an unknown name or an env whose action / state
     sizes do not fit the demos fails now, not after the first `eval.every_epochs` epochs."""
     e = cfg.eval
-    if not e.env_name or e.n_episodes < 1:
+    if not e.env or e.n_episodes < 1:
         return
     from pixio_robot.envs import make_env
     from pixio_robot.evaluation.rollout import camera_options, fit_problems
@@ -89,30 +89,30 @@ def _check_eval_env(policy, cfg: TrainConfig, spec) -> None:
     options = {"image_size": e.image_size or spec.image_size or 128, "camera": e.camera, **dict(e.env_options)}
     if e.max_episode_steps is not None:
         options["max_episode_steps"] = e.max_episode_steps
-    env = make_env(e.env_name, **camera_options(policy, e.env_name, options))
+    env = make_env(e.env, **camera_options(policy, e.env, options))
     try:
-        problems = fit_problems(policy, e.env_name, env.observation_space, env.action_space)
+        problems = fit_problems(policy, e.env, env.observation_space, env.action_space)
     finally:
         env.close()
     if problems:
         raise ValueError(f"policy and env do not fit: {'; '.join(problems)}. The policy is trained on the demos of "
-                         f"dataset {spec.dataset}, and the rollout env eval.env_name={e.env_name} does not fit them: "
-                         "set eval.env_name to the env the demos were recorded in, or eval.n_episodes=0 to train "
+                         f"dataset {spec.dataset}, and the rollout env eval.env={e.env} does not fit them: "
+                         "set eval.env to the env the demos were recorded in, or eval.n_episodes=0 to train "
                          "without rollouts")
 
 
 def _defaults_from_collection(cfg: TrainConfig, root) -> None:
     """Datasets written by `python -m pixio_robot.collect` record their env and camera: use them
-    for rollouts when `eval.env_name` / `eval.camera` are left null."""
+    for rollouts when `eval.env` / `eval.camera` are left null."""
     try:
         from pixio_robot.data.lerobot_io import read_collect_info
 
         info = read_collect_info(root)
     except (ImportError, OSError, ValueError):
         return
-    if cfg.eval.env_name is None and info.get("env"):
-        cfg.eval.env_name = info["env"]
-        log.info("train: rollouts in %s (the env the demos were collected in)", cfg.eval.env_name)
+    if cfg.eval.env is None and info.get("env"):
+        cfg.eval.env = info["env"]
+        log.info("train: rollouts in %s (the env the demos were collected in)", cfg.eval.env)
     if cfg.eval.camera is None and info.get("camera"):
         cfg.eval.camera = info["camera"]
 
@@ -212,7 +212,7 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
     _log_dataset(demo)
     _defaults_from_collection(cfg, demo.dataset.root)
     spec = PolicySpec(state_dim=demo.states.shape[1], action_dim=demo.actions.shape[1], stats=demo.stats(),
-                      env_name=cfg.eval.env_name, image_size=int(demo.image_shape[0]), camera=cfg.eval.camera,
+                      env_name=cfg.eval.env, image_size=int(demo.image_shape[0]), camera=cfg.eval.camera,
                       image_key=demo.image_key, image_keys=list(demo.image_keys), fps=demo.fps, state_key=demo.state_key,
                       action_key=demo.action_key, dataset=str(d.root if d.root is not None else d.repo_id))
     policy = make_policy(cfg.policy.type, cfg.policy, cfg.encoder, spec).to(device)
@@ -266,8 +266,8 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
                                          "optim.lr, or check the dataset for NaN/inf actions or states")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip)
+            if cfg.optim.clip_grad:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.clip_grad)
             opt.step()
             total += float(loss.detach()) * len(batch["action"])
             count += len(batch["action"])
@@ -279,7 +279,7 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
         last = epoch + 1 == cfg.optim.epochs
         every = cfg.eval.every_epochs
         if last or (every > 0 and (epoch + 1) % every == 0):
-            if cfg.eval.env_name and cfg.eval.n_episodes > 0:  # the weights are safe whatever the rollouts do
+            if cfg.eval.env and cfg.eval.n_episodes > 0:  # the weights are safe whatever the rollouts do
                 save_policy(policy, run_dir / "policy", extra={"epoch": epoch + 1, "eval": None})
             ev = _rollouts(policy, cfg, spec)
             if ev is not None:

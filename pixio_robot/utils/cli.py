@@ -28,22 +28,45 @@ class ConfigKeyError(ValueError):
     """A config key that no schema field takes."""
 
 
+# Keys renamed so that one concept has one key in every entry (docs/CONTRACTS.md, "Keys"): an
+# old key is refused with the new one's name (leaf names; the new leaf must be a field there).
+RENAMED_KEYS = {
+    "output_dir": "run_dir", "save_path": "export_path",
+    "env_name": "env", "tasks": "envs",
+    "episodes": "n_episodes", "eval_episodes": "n_episodes", "eval_every": "eval_every_epochs",
+    "threads": "num_threads", "grad_clip": "clip_grad", "checkpoint_every": "ckpt_every",
+    "checkpoint_replay_buffer": "ckpt_replay_buffer",
+    "img_size": "image_size", "pretrain_img_size": "pretrain_image_size", "vectorization": "vector_mode",
+}
+
+
+def _key_hint(key: str, fields: list[str]) -> str:
+    """" (renamed: use X)" / " (did you mean X?)" / "" for an unknown dotted `key` among `fields`."""
+    leaf = str(key).rsplit(".", 1)[-1]
+    new = RENAMED_KEYS.get(leaf)
+    if new is not None and new in fields:
+        return f" (renamed: use {str(key)[:len(str(key)) - len(leaf)]}{new})"
+    m = difflib.get_close_matches(leaf, fields, n=3)
+    return f" (did you mean {' / '.join(m)}?)" if m else ""
+
+
 class RunError(RuntimeError):
     """A run that cannot go on, with a message that says what to do (e.g. training diverged)."""
 
 
-def unknown_keys(node: Any, path: str = "") -> list[tuple[str, list[str]]]:
-    """(dotted key, close field names) for every key of a structured DictConfig its dataclass lacks."""
+def unknown_keys(node: Any, path: str = "") -> list[tuple[str, str]]:
+    """(dotted key, hint: renamed / close field names) for every key of a structured DictConfig
+    its dataclass lacks."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    out: list[tuple[str, list[str]]] = []
+    out: list[tuple[str, str]] = []
     if isinstance(node, DictConfig):
         kind = OmegaConf.get_type(node)
         fields = [f.name for f in dataclasses.fields(kind)] if dataclasses.is_dataclass(kind) else None
         for key in node.keys():
             name = f"{path}{key}"
             if fields is not None and key not in fields:
-                out.append((name, difflib.get_close_matches(str(key), fields, n=3)))
+                out.append((name, _key_hint(name, fields)))
                 continue
             if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
                 continue
@@ -61,7 +84,7 @@ def to_config(dcfg: Any) -> Any:
 
     bad = unknown_keys(dcfg)
     if bad:
-        parts = [f"{k}" + (f" (did you mean {' / '.join(m)}?)" if m else "") for k, m in bad]
+        parts = [f"{k}{hint}" for k, hint in bad]
         raise ConfigKeyError(f"unknown config key(s): {', '.join(parts)}. `--cfg job` prints every key this "
                              "command takes")
     return OmegaConf.to_object(dcfg)
@@ -106,10 +129,13 @@ def hydra_failure(e: BaseException) -> str | None:
         fields = ([f.name for f in dataclasses.fields(kind)] if dataclasses.is_dataclass(kind)
                   else [str(k) for k in parent.keys()] if hasattr(parent, "keys") else [])
         if isinstance(cause, ConfigAttributeError | OmegaKeyError):
-            leaf = str(key).rsplit(".", 1)[-1]
-            m = difflib.get_close_matches(leaf, fields, n=3)
-            hint = f" (did you mean {' / '.join(m)}?)" if m else ""
-            return f"unknown config key(s): {key}{hint}. `--cfg job` prints every key this command takes"
+            return f"unknown config key(s): {key}{_key_hint(key, fields)}. `--cfg job` prints every key this command takes"
+    for link in _chain(e):  # a config file (an experiment / suite YAML) with an unknown key
+        if isinstance(link, OmegaKeyError) and getattr(link, "full_key", None) and "not in" in str(link):
+            kind = getattr(link, "object_type", None)
+            fields = [f.name for f in dataclasses.fields(kind)] if dataclasses.is_dataclass(kind) else []
+            return (f"unknown config key in a config file: {link.full_key}{_key_hint(link.full_key, fields)}. "
+                    "`--cfg job` prints every key this command takes")
     for link in _chain(e):
         if isinstance(link, OSError) and link.filename:
             return (f"cannot create or write the run directory ({link.filename}: "

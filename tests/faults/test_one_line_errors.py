@@ -19,7 +19,7 @@ ENTRIES = {
     "train": ["pixio_robot.train", "run_dir={bad}", "dataset.root={bad}"],
     "rl": ["pixio_robot.rl", "run_dir={bad}"],
     "collect": ["pixio_robot.collect", "hydra.run.dir={bad}", "root={bad}/demos"],
-    "benchmark": ["pixio_robot.benchmark", "output_dir={bad}"],
+    "benchmark": ["pixio_robot.benchmark", "run_dir={bad}"],
 }
 
 

@@ -34,7 +34,7 @@ def _images(folder: Path, n_good: int = 6, bad: tuple[str, ...] = ("bad0.png", "
 def _pretrain_cfg(run_dir: Path, images: Path, *extra: str):
     return compose("pretrain", "experiment=test", "data=folder", f"data.sources.folder.path={images}",
                    f"run_dir={run_dir}", "steps=6", "ckpt_every=2", "logger.log_every=1", "data.num_workers=0",
-                   "threads=1", *extra)
+                   "num_threads=1", *extra)
 
 
 def test_pretrain_guard_and_distinct_corrupt_files(tmp_path):
@@ -55,8 +55,8 @@ def test_pretrain_guard_and_distinct_corrupt_files(tmp_path):
     assert again["corrupt_files"] == 3  # carried over from the checkpoint
     old_ckpt = {k: v for k, v in before.items() if k.startswith("checkpoints/")}
     run_pretrain(_pretrain_cfg(run, images, "seed=1", "resume=false"))
-    (aside,) = run.glob("checkpoints.replaced-*")  # moved, byte for byte
-    moved = {f"checkpoints/{k}": v[0] for k, v in snapshot(aside).items()}
+    (aside,) = (run / "previous").iterdir()  # moved, byte for byte
+    moved = {k: v[0] for k, v in snapshot(aside).items() if k.startswith("checkpoints/")}
     assert moved == {k: v[0] for k, v in old_ckpt.items()}
 
 
@@ -96,16 +96,16 @@ def test_rl_guard(tmp_path):
     from pixio_robot.rl import RLConfig, run_rl
 
     def cfg(**kw):
-        base = dict(algo="ppo", env_name="gym/Reacher-v5", obs="state", n_envs=1, total_timesteps=64,
+        base = dict(algo="ppo", env="gym/Reacher-v5", obs="state", n_envs=1, total_timesteps=64,
                     max_episode_steps=16, algo_kwargs={"n_steps": 32, "batch_size": 32, "n_epochs": 1},
-                    eval_every=0, eval_episodes=1, checkpoint_every=32, run_dir=str(tmp_path / "rl"),
+                    eval_every=0, n_episodes=1, ckpt_every=32, run_dir=str(tmp_path / "rl"),
                     progress=False, device="cpu", tensorboard=False)
         return RLConfig(**{**base, **kw})
 
     run_rl(cfg())
     run = tmp_path / "rl"
     before = snapshot(run)
-    with pytest.raises(ValueError, match=r"another run \(seed: 0 there, 1 now\)"):
+    with pytest.raises(ValueError, match=r"other settings: seed: 0 -> 1\. Choose another run_dir="):
         run_rl(cfg(seed=1))
     assert snapshot(run) == before
     run_rl(cfg(seed=1, resume=False))
@@ -123,11 +123,11 @@ def test_collect_refuses_other_settings_into_a_root(tmp_path):
     from pixio_robot.collect import CollectConfig, run_collect
 
     root = tmp_path / "demos"
-    run_collect(CollectConfig(env="metaworld/drawer-open-v3", episodes=1, root=str(root), image_size=32,
+    run_collect(CollectConfig(env="metaworld/drawer-open-v3", n_episodes=1, root=str(root), image_size=32,
                               progress=False, use_videos=False), run_dir=tmp_path / "c1")
     before = snapshot(root)
     with pytest.raises(ValueError):
-        run_collect(CollectConfig(env="metaworld/drawer-open-v3", episodes=1, root=str(root), image_size=48,
+        run_collect(CollectConfig(env="metaworld/drawer-open-v3", n_episodes=1, root=str(root), image_size=48,
                                   progress=False, use_videos=False), run_dir=tmp_path / "c2")
     assert snapshot(root) == before
 
@@ -157,7 +157,7 @@ def test_second_process_is_refused_for_every_entry(tmp_path, lock_holder):
     _lock_refusal(lambda: run_collect(CollectConfig(root=str(tmp_path / "other")), run_dir=dirs["collect"]),
                   holders["collect"].pid)
     _lock_refusal(lambda: run_collect(CollectConfig(root=str(tmp_path / "demos"))), holders["root"].pid)
-    _lock_refusal(lambda: run_benchmark(compose("benchmark", f"output_dir={dirs['bench']}")), holders["bench"].pid)
+    _lock_refusal(lambda: run_benchmark(compose("benchmark", f"run_dir={dirs['bench']}")), holders["bench"].pid)
     assert {k: snapshot(d) for k, d in dirs.items()} == before
     # pretrain through its CLI: one error line naming the holder, exit 1
     run = tmp_path / "pre"
@@ -174,18 +174,23 @@ def test_sigkill_then_rerun_resumes_to_the_same_losses(tmp_path):
     from pixio_robot.pretrain import run_pretrain
 
     images = _images(tmp_path / "imgs")
-    ref = run_pretrain(_pretrain_cfg(tmp_path / "ref", images))
+    # long enough that the kill lands mid-run (keep_last=2 prunes early checkpoints, so wait for any)
+    steps = "steps=200"
+    ref = run_pretrain(_pretrain_cfg(tmp_path / "ref", images, steps))
     run = tmp_path / "killed"
-    args = ["experiment=test", "data=folder", f"data.sources.folder.path={images}", f"run_dir={run}", "steps=6",
-            "ckpt_every=2", "logger.log_every=1", "data.num_workers=0", "threads=1"]
-    p = subprocess.Popen([sys.executable, "-m", "pixio_robot.pretrain", *args], env=ENV, cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["experiment=test", "data=folder", f"data.sources.folder.path={images}", f"run_dir={run}", steps,
+            "ckpt_every=2", "logger.log_every=1", "data.num_workers=0", "num_threads=1"]
+    log = tmp_path / "killed.log"
+    with open(log, "w") as fh:
+        p = subprocess.Popen([sys.executable, "-m", "pixio_robot.pretrain", *args], env=ENV, cwd=ROOT,
+                             stdout=fh, stderr=subprocess.STDOUT)
     try:
-        assert wait_for(lambda: (run / "checkpoints" / "step_00000002" / "state.json").exists(), 120)
+        ok = wait_for(lambda: any((run / "checkpoints").glob("step_*/state.json")), 120)
+        assert ok, log.read_text()[-3000:]
     finally:
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
-    assert not (run / "results.json").exists()  # killed before the end
-    out = run_pretrain(_pretrain_cfg(run, images))
-    assert 2 <= out["resumed_from"] < 6
+    assert not (run / "results.json").exists(), "the run ended before the kill: raise steps"
+    out = run_pretrain(_pretrain_cfg(run, images, steps))
+    assert 2 <= out["resumed_from"] < 200
     assert out["loss_history"] == ref["loss_history"] and out["corrupt_files"] == ref["corrupt_files"] == 3

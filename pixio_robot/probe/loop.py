@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pixio_robot.evaluation.grid import Cell, collect_records, run_grid
 from pixio_robot.probe import heads
 from pixio_robot.probe.sets import SEG_CLASSES, ensure_set, load_set, set_key
+from pixio_robot.utils.device import resolve_device
 from pixio_robot.utils.io import save_json
 from pixio_robot.utils.logging import get_logger
 
@@ -193,10 +194,11 @@ def transfer_cell(feats_by_task: dict, data_by_task: dict, held_out: str, cfg) -
 
 def build_encoders(cfg) -> list:
     out: list = []
+    device = str(resolve_device(cfg.device))
     for spec in cfg.encoders:
-        out.append(EncoderFeatures(spec, device=cfg.device))
+        out.append(EncoderFeatures(spec, device=device))
         if cfg.floors and spec.source != "pixio":  # a source=pixio encoder is a random init already
-            out.append(EncoderFeatures(spec, reinit_seed=spec.init_seed, device=cfg.device))
+            out.append(EncoderFeatures(spec, reinit_seed=spec.init_seed, device=device))
     if cfg.floors:
         out.append(PixelFeatures(cfg.pixels_side))
     labels = [e.label for e in out]
@@ -205,12 +207,12 @@ def build_encoders(cfg) -> list:
     return out
 
 
-def run_probe(cfg, output_dir: str | Path | None = None) -> dict:
+def run_probe(cfg, run_dir: str | Path | None = None) -> dict:
     """Render (once) the probe set, run every cell not done yet, write the report. A second
-    process on the same output_dir is refused (run-dir lock); cells resume as the benchmark's."""
+    process on the same run_dir is refused (run-dir lock); cells resume as the benchmark's."""
     from pixio_robot.utils.rundir import run_dir_lock
 
-    out = Path(output_dir or cfg.output_dir).expanduser()
+    out = Path(run_dir or cfg.run_dir).expanduser()
     with run_dir_lock(out):
         return _run_probe(cfg, out)
 
@@ -218,8 +220,8 @@ def run_probe(cfg, output_dir: str | Path | None = None) -> dict:
 def _run_probe(cfg, out: Path) -> dict:
     from pixio_robot.probe.report import write_report
 
-    tasks = [t.removeprefix("metaworld/") for t in cfg.tasks]
-    set_args = dict(episodes=cfg.episodes, steps=cfg.steps, every=cfg.every, size=cfg.image_size,
+    tasks = [t.removeprefix("metaworld/") for t in cfg.envs]
+    set_args = dict(episodes=cfg.n_episodes, steps=cfg.steps, every=cfg.every, size=cfg.image_size,
                     camera=cfg.camera, noise=cfg.noise, seed=cfg.seed)
     set_dir = ensure_set(tasks, root=cfg.set_root, progress=cfg.progress, **set_args)
     data = {t: load_set(set_dir, t) for t in tasks}

@@ -31,7 +31,7 @@ def lerobot_train_config(cfg, cell: Cell, enc: EncoderSpec, root: Path, run_dir:
         encoder=AdapterConfig() if enc.source == RESNET18 else enc.adapter_config(),
         policy=LeRobotPolicyChoice(type=s.lerobot_type(enc), options=dict(s.policy_options)),
         optim=OptimConfig(batch_size=s.batch_size, epochs=s.epochs),
-        eval=EvalConfig(env_name=None, n_episodes=0),
+        eval=EvalConfig(env=None, n_episodes=0),
         cache_dir=cfg.cache_dir, device=cfg.device, seed=cell.seed, num_threads=cfg.num_threads,
         run_dir=str(run_dir), resume=False, tensorboard=cfg.tensorboard, progress=cfg.progress)
 
@@ -45,14 +45,14 @@ def run_lerobot_cell(cfg, cell: Cell, enc: EncoderSpec, root: Path, run_dir: Pat
     s = cfg.suite
     res = run_train(lerobot_train_config(cfg, cell, enc, root, run_dir))
     ev = run_evaluate(EvaluateConfig(
-        policy=res["policy_dir"], env=cell.task, n_episodes=s.eval_episodes, n_envs=cfg.n_envs, seed=cell.seed,
+        policy=res["policy_dir"], env=cell.task, n_episodes=s.n_episodes, n_envs=cfg.n_envs, seed=cell.seed,
         camera=s.camera, max_episode_steps=s.max_episode_steps, n_videos=0, vector_mode=cfg.vector_mode,
         stop_on_success=s.metric == "success", device=str(resolve_device(cfg.device)), progress=cfg.progress,
-        output_dir=str(run_dir / "eval")))
+        run_dir=str(run_dir / "eval")))
     success, ret = float(ev["success_rate"]), float(ev["mean_return"])
     return {
         "best_success": success, "best_epoch": s.epochs, "final_success": success, "best_return": ret,
-        "final_return": ret, "n_eval_episodes": s.eval_episodes, "curve": [[s.epochs, success, ret]],
+        "final_return": ret, "n_eval_episodes": s.n_episodes, "curve": [[s.epochs, success, ret]],
         "final_train_loss": res["final_train_loss"], "policy_dir": res["policy_dir"], "demos": str(root),
         "cache": res["cache"], "train_wall_s": res["wall_s"], "policy_type": res["policy_type"],
         "trainable_params": res["trainable_params"], "eval_dir": ev["run_dir"],
