@@ -108,8 +108,16 @@ def test_periodic_rollouts_record_best_and_final_success(tmp_path):
     res = run_train(compose(f"dataset.root={root}", "optim.epochs=4", "optim.batch_size=8",
                             "eval.every_epochs=2", "eval.n_episodes=2",
                             "eval.n_envs=2", "eval.max_episode_steps=8", f"cache_dir={tmp_path / 'cache'}",
-                            f"run_dir={tmp_path / 'run'}", "progress=false"))
+                            "eval.n_videos=1", f"run_dir={tmp_path / 'run'}", "progress=false"))
     evals = [h for h in res["history"] if "success" in h]
+    # eval.n_videos: the final evaluation's first episode as an mp4 (the reset frame + one per step)
+    import av
+
+    (video,) = res["final_videos"]
+    assert Path(video) == tmp_path / "run" / "videos" / "episode_0000.mp4"
+    with av.open(video) as f:
+        n_frames = sum(1 for _ in f.decode(video=0))
+    assert n_frames == 1 + 8  # Reacher never terminates: every episode runs to eval.max_episode_steps
     assert [h["epoch"] for h in evals] == [2, 4]
     assert 0.0 <= res["best_success"] <= 1.0 and 0.0 <= res["final_success"] <= 1.0
     # best = the max over the periodic rollouts (first epoch on ties), final = the last one

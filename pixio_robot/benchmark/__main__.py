@@ -26,9 +26,12 @@ def main() -> None:
                                f"{', '.join(summary['failed'][:5])}{' ...' if len(summary['failed']) > 5 else ''}; "
                                f"each error is in {cfg.run_dir}/cells/<cell>.json. Re-running retries them")
 
+    from pixio_robot.benchmark.config import BenchmarkConfig
     from pixio_robot.utils.cli import run_app
 
-    run_app(_app)
+
+
+    run_app(_app, schema=BenchmarkConfig)
 
 
 if __name__ == "__main__":

@@ -51,4 +51,12 @@ class BenchmarkConfig:
                              "pixio / checkpoint / timm encoders")
 
 
-ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
+def register_configs() -> None:
+    """`benchmark_schema` in hydra's ConfigStore (idempotent; done when this module is imported)."""
+    from pixio_robot.utils.cli import register_resolvers
+
+    register_resolvers()
+    ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
+
+
+register_configs()

@@ -24,9 +24,12 @@ def _app(cfg: DictConfig) -> None:
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pixio_robot.envs  # noqa: F401  (chooses the GL backend before mujoco is imported)
+    from pixio_robot.collect.config import CollectConfig
     from pixio_robot.utils.cli import run_app
 
-    run_app(_app)
+
+
+    run_app(_app, schema=CollectConfig)
 
 
 if __name__ == "__main__":

@@ -12,23 +12,23 @@ from hydra.core.config_store import ConfigStore
 class CollectConfig:
     """Schema of the collect entry (unknown keys are errors)."""
 
-    env: str = "metaworld/drawer-open-v3"
-    n_episodes: int = 3
-    root: str | None = None
-    image_size: int = 64
-    camera: str | None = None
+    env: str = "metaworld/drawer-open-v3"  # a make_env name with an expert (scripted MetaWorld, or expert_path)
+    n_episodes: int = 3  # episodes to record (successful ones when only_success)
+    root: str | None = None  # the LeRobotDataset folder; null: demos/<family>_<task>_<image_size>px
+    image_size: int = 64  # rendered frame side
+    camera: str | None = None  # null: the family's default camera (MetaWorld corner2)
     seed: int = 0
-    only_success: bool = True
-    expert_path: str | None = None
-    repo_id: str | None = None
-    append: bool = False
-    use_videos: bool = True
-    max_episode_steps: int | None = None
-    steps_after_success: int | None = 10
-    max_attempts: int | None = None
-    render_quality: str = "fast"
-    vcodec: str = "h264"
-    progress: bool = True
+    only_success: bool = True  # keep only episodes the expert solved
+    expert_path: str | None = None  # SB3 .zip for non-MetaWorld envs (python -m pixio_robot.rl obs=state)
+    repo_id: str | None = None  # dataset repo id; null: local/<root folder name>
+    append: bool = False  # true: add `n_episodes` on top of what root holds
+    use_videos: bool = True  # false: lossless PNG frames instead of mp4
+    max_episode_steps: int | None = None  # null: the env's own limit
+    steps_after_success: int | None = 10  # steps recorded after the first success; null: run to the env's limit
+    max_attempts: int | None = None  # give up after this many episodes; null: 3x the missing ones + 10
+    render_quality: str = "fast"  # fast | default (MuJoCo offscreen settings)
+    vcodec: str = "h264"  # video codec of the mp4 frames
+    progress: bool = True  # a progress bar over episodes
 
     def __post_init__(self) -> None:
         if self.n_episodes < 0:
@@ -45,4 +45,12 @@ class CollectConfig:
         return Path(self.root or f"demos/{self.env.replace('/', '_')}_{self.image_size}px")
 
 
-ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
+def register_configs() -> None:
+    """`collect_schema` in hydra's ConfigStore (idempotent; done when this module is imported)."""
+    from pixio_robot.utils.cli import register_resolvers
+
+    register_resolvers()
+    ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
+
+
+register_configs()

@@ -19,9 +19,12 @@ def main() -> None:
         with user_errors():
             run_evaluate(to_config(dcfg), HydraConfig.get().runtime.output_dir)
 
+    from pixio_robot.evaluate.config import EvaluateConfig
     from pixio_robot.utils.cli import run_app
 
-    run_app(_app)
+
+
+    run_app(_app, schema=EvaluateConfig)
 
 
 if __name__ == "__main__":

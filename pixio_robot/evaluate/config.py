@@ -40,4 +40,12 @@ class EvaluateConfig:
             raise ValueError(f"n_videos must be >= 0, got {self.n_videos}")
 
 
-ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+def register_configs() -> None:
+    """`evaluate_schema` in hydra's ConfigStore (idempotent; done when this module is imported)."""
+    from pixio_robot.utils.cli import register_resolvers
+
+    register_resolvers()
+    ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+
+
+register_configs()

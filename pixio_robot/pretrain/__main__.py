@@ -37,9 +37,12 @@ def _app(cfg: DictConfig) -> None:
 def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from pixio_robot.pretrain.config import PretrainConfig
     from pixio_robot.utils.cli import run_app
 
-    run_app(_app)
+
+
+    run_app(_app, schema=PretrainConfig)
 
 
 if __name__ == "__main__":

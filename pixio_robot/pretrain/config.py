@@ -276,3 +276,6 @@ def register_configs() -> None:
     cs.store(name="pretrain_schema", node=PretrainConfig)
     cs.store(name="score_schema", node=ScoreConfig)
     cs.store(group="data/source", name="schema", node=SourceConfig)
+
+
+register_configs()  # importing the schema module registers it (every entry does the same)

@@ -167,59 +167,8 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, run_dir: Path) -> dict:
     distill = bool(cfg.distill.teacher)
     if not distill:  # the memory model covers MAE pretraining
         _log_memory_plan(cfg, device, micro, world)
-    seed_everything(cfg.seed)  # the same initial weights on every rank (FSDP2 does not broadcast them)
-    raw = build_model(cfg).to(device)
-    if distill and cfg.amp != "none" and device.type == "cuda":  # inference only: bf16 weights, half the memory
-        raw.teacher.to(torch.bfloat16)
-    seed_everything(cfg.seed + rank)  # then per-rank randomness (drop path)
-    if main:  # render / index the sources once before the other ranks open them
-        sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=cfg.logger.progress)
-    udist.barrier()
-    if not main:
-        sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=False)
-    if main:  # only now: a launch that fails on its inputs leaves the run's records as they were
-        prepare_run_dir(run_dir, cfg)
-        total = sum(src.weight for src in sources)
-        log.info("data: %s", "; ".join(
-            f"{src.describe()}, {f'{len(src):,} samples' if src.indexed else 'streamed'}, {src.weight / total:.0%} of "
-            "the mix" for src in sources))
-    if cfg.activation_checkpointing:
-        checkpoint_blocks(raw)
-    if cfg.compile:
-        compile_blocks(raw, cfg.compile_mode)
-        if distill:  # the teacher's forward is most of a distillation step's FLOPs
-            for blk in raw.teacher.blocks:
-                blk.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
-    if cfg.parallel != "ddp" and not udist.is_dist():  # FSDP2 on one device: a one-rank group
-        udist.init_single_process_group(device)
-    model = wrap_model(raw, device, cfg.parallel, cfg.amp, cpu_offload=cfg.fsdp_cpu_offload,
-                       shard_size=cfg.hsdp_shard_size)
-    peak_lr = scaled_lr(cfg.optim, cfg.batch_size)
-    optimizer = build_optimizer(raw, cfg.optim, peak_lr)
-    engine = Engine(model, raw, optimizer, device=device, amp=cfg.amp, clip_grad=cfg.optim.clip_grad, accum=accum)
-
-    start, saved_data, loss_start = 0, None, None
-    prior = {"curation": None, "history": [], "corrupt_files": [], "converted": {}}
-    candidates = find_resumable(ckpt_root) if cfg.resume else []
-    for ckpt in candidates:
-        try:
-            state = load_checkpoint(ckpt, raw if udist.world_size() == 1 else model, optimizer)
-        except Exception as e:  # a damaged checkpoint: fall back to the one before
-            log.warning("could not load %s (%s); trying an older checkpoint", ckpt, str(e).splitlines()[0][:300])
-            continue
-        start, saved_data, loss_start = state["step"], state["data"], state.get("loss_start")
-        prior = {"curation": state.get("curation_totals"), "history": state.get("loss_history", []),
-                 "corrupt_files": state.get("corrupt_files", []), "converted": state.get("high_bit_depth", {})}
-        if state["rng"] is not None:
-            set_rng_state(state["rng"])
-        log.info("resumed from %s (step %d)", ckpt, start)
-        break
-    else:
-        if candidates:  # never start over on top of a run's checkpoints without being asked
-            raise RunError(f"none of the {len(candidates)} checkpoint(s) in {ckpt_root} could be loaded (see the "
-                           "warnings above); repair or remove them, or pass resume=false to start over (they are "
-                           "then moved aside, not deleted)")
-
+    raw, model, optimizer, engine, sources, peak_lr = _build(cfg, device, run_dir, accum, distill)
+    start, saved_data, loss_start, prior = _resume(cfg, ckpt_root, raw, model, optimizer)
     num_workers = cfg.data.num_workers
     streaming = [i for i, s in enumerate(sources) if not s.indexed]
     tracker = LaneTracker(world * max(num_workers, 1), len(streaming), saved_data, sources=sources)
@@ -235,17 +184,7 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, run_dir: Path) -> dict:
                         prefetch_factor=cfg.data.prefetch_factor if num_workers else None)
     logger = ScalarLogger(run_dir, cfg.logger.tensorboard, cfg.logger.wandb, cfg.logger.wandb_project,
                           to_plain(cfg), enabled=main)
-    n_params = sum(p.numel() for p in raw.parameters())  # trained ones (a distillation teacher is not among them)
-    if distill:
-        log.info("distilling %s (%.2fM params) into %s (%.2fM params + %.2fM projector), student mask ratio %.2f",
-                 cfg.distill.teacher, sum(p.numel() for p in raw.teacher.parameters()) / 1e6,
-                 _student_kwargs(cfg, raw.num_cls_tokens)["name"],
-                 sum(p.numel() for p in raw.student.parameters()) / 1e6,
-                 sum(p.numel() for p in raw.projector.parameters()) / 1e6, cfg.distill.mask_ratio)
-    log.info("%s %s (%.2fM params) | %d rank(s) x micro-batch %d x %d accumulation = batch %d | peak lr %.3g "
-             "| steps %d | device %s", "distilling into" if distill else "model",
-             _student_kwargs(cfg, raw.num_cls_tokens)["name"] if distill else cfg.model.name, n_params / 1e6,
-             world, micro, accum, cfg.batch_size, peak_lr, cfg.steps, device)
+    _log_model(cfg, raw, world, micro, accum, peak_lr, device, distill)
 
     from tqdm import tqdm
 
@@ -305,6 +244,95 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, run_dir: Path) -> dict:
     bar.close()
     train_seconds = time.time() - t_train
 
+    del loader, it  # the workers stop before the export and the collective cleanup
+    return _finish(cfg, device, run_dir, raw, model, engine, optimizer, tracker, prior, logger, last_batch,
+                   {"loss_start": loss_start, "loss_end": loss_end, "history": history, "start": start,
+                    "images": imgs_train, "seconds": train_seconds, "distill": distill, "world": world})
+
+def _build(cfg: PretrainConfig, device: torch.device, run_dir: Path, accum: int, distill: bool):
+    """The model (seeded alike on every rank), its sources (rendered / indexed by rank 0 first),
+    the run's records (written only once the inputs load), the wrapped model, optimizer and engine."""
+    rank, main = udist.rank(), udist.is_main()
+    seed_everything(cfg.seed)  # the same initial weights on every rank (FSDP2 does not broadcast them)
+    raw = build_model(cfg).to(device)
+    if distill and cfg.amp != "none" and device.type == "cuda":  # inference only: bf16 weights, half the memory
+        raw.teacher.to(torch.bfloat16)
+    seed_everything(cfg.seed + rank)  # then per-rank randomness (drop path)
+    if main:  # render / index the sources once before the other ranks open them
+        sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=cfg.logger.progress)
+    udist.barrier()
+    if not main:
+        sources = build_sources(cfg.data.sources, seed=cfg.seed, progress=False)
+    if main:  # only now: a launch that fails on its inputs leaves the run's records as they were
+        prepare_run_dir(run_dir, cfg)
+        total = sum(src.weight for src in sources)
+        log.info("data: %s", "; ".join(
+            f"{src.describe()}, {f'{len(src):,} samples' if src.indexed else 'streamed'}, {src.weight / total:.0%} of "
+            "the mix" for src in sources))
+    if cfg.activation_checkpointing:
+        checkpoint_blocks(raw)
+    if cfg.compile:
+        compile_blocks(raw, cfg.compile_mode)
+        if distill:  # the teacher's forward is most of a distillation step's FLOPs
+            for blk in raw.teacher.blocks:
+                blk.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
+    if cfg.parallel != "ddp" and not udist.is_dist():  # FSDP2 on one device: a one-rank group
+        udist.init_single_process_group(device)
+    model = wrap_model(raw, device, cfg.parallel, cfg.amp, cpu_offload=cfg.fsdp_cpu_offload,
+                       shard_size=cfg.hsdp_shard_size)
+    peak_lr = scaled_lr(cfg.optim, cfg.batch_size)
+    optimizer = build_optimizer(raw, cfg.optim, peak_lr)
+    engine = Engine(model, raw, optimizer, device=device, amp=cfg.amp, clip_grad=cfg.optim.clip_grad, accum=accum)
+    return raw, model, optimizer, engine, sources, peak_lr
+
+
+def _resume(cfg: PretrainConfig, ckpt_root: Path, raw, model, optimizer):
+    """(start step, saved data position, loss at start, prior totals) from the newest loadable
+    checkpoint; a damaged one falls back to the one before; none loadable is an error."""
+    start, saved_data, loss_start = 0, None, None
+    prior = {"curation": None, "history": [], "corrupt_files": [], "converted": {}}
+    candidates = find_resumable(ckpt_root) if cfg.resume else []
+    for ckpt in candidates:
+        try:
+            state = load_checkpoint(ckpt, raw if udist.world_size() == 1 else model, optimizer)
+        except Exception as e:  # a damaged checkpoint: fall back to the one before
+            log.warning("could not load %s (%s); trying an older checkpoint", ckpt, str(e).splitlines()[0][:300])
+            continue
+        start, saved_data, loss_start = state["step"], state["data"], state.get("loss_start")
+        prior = {"curation": state.get("curation_totals"), "history": state.get("loss_history", []),
+                 "corrupt_files": state.get("corrupt_files", []), "converted": state.get("high_bit_depth", {})}
+        if state["rng"] is not None:
+            set_rng_state(state["rng"])
+        log.info("resumed from %s (step %d)", ckpt, start)
+        break
+    else:
+        if candidates:  # never start over on top of a run's checkpoints without being asked
+            raise RunError(f"none of the {len(candidates)} checkpoint(s) in {ckpt_root} could be loaded (see the "
+                           "warnings above); repair or remove them, or pass resume=false to start over (they are "
+                           "then moved aside, not deleted)")
+    return start, saved_data, loss_start, prior
+
+
+def _log_model(cfg: PretrainConfig, raw, world: int, micro: int, accum: int, peak_lr: float, device, distill: bool):
+    n_params = sum(p.numel() for p in raw.parameters())  # trained ones (a distillation teacher is not among them)
+    if distill:
+        log.info("distilling %s (%.2fM params) into %s (%.2fM params + %.2fM projector), student mask ratio %.2f",
+                 cfg.distill.teacher, sum(p.numel() for p in raw.teacher.parameters()) / 1e6,
+                 _student_kwargs(cfg, raw.num_cls_tokens)["name"],
+                 sum(p.numel() for p in raw.student.parameters()) / 1e6,
+                 sum(p.numel() for p in raw.projector.parameters()) / 1e6, cfg.distill.mask_ratio)
+    log.info("%s %s (%.2fM params) | %d rank(s) x micro-batch %d x %d accumulation = batch %d | peak lr %.3g "
+             "| steps %d | device %s", "distilling into" if distill else "model",
+             _student_kwargs(cfg, raw.num_cls_tokens)["name"] if distill else cfg.model.name, n_params / 1e6,
+             world, micro, accum, cfg.batch_size, peak_lr, cfg.steps, device)
+
+
+def _finish(cfg: PretrainConfig, device, run_dir: Path, raw, model, engine, optimizer, tracker, prior: dict, logger,
+            last_batch, run: dict) -> dict:
+    """Curation totals over the ranks, the encoder export, the last reconstruction grid and results.json."""
+    main, distill, start = udist.is_main(), run["distill"], run["start"]
+    loss_start, loss_end, history = run["loss_start"], run["loss_end"], run["history"]
+    imgs_train, train_seconds, world = run["images"], run["seconds"], run["world"]
     totals = _reduce_stats(tracker.totals, device, prior["curation"])
     encoder_dir = _export(raw, model, cfg, run_dir) if cfg.export_encoder else None
     if last_batch is not None and not distill:
@@ -325,7 +353,6 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, run_dir: Path) -> dict:
                      "again with run_dir=<new dir> or resume=false)", run_dir, start)
         save_json(run_dir / "results.json", summary)
     logger.close()
-    del loader, it
     udist.cleanup(model, engine, optimizer)
     return summary
 

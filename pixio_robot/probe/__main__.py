@@ -25,7 +25,11 @@ def main() -> None:
                 raise RunError(f"{len(summary['failed'])} of {summary['cells']} probe cell(s) failed: "
                                f"{', '.join(summary['failed'][:5])}; the errors are in <run_dir>/cells/*.json")
 
-    run_app(_app)
+    from pixio_robot.probe.config import ProbeConfig
+
+
+
+    run_app(_app, schema=ProbeConfig)
 
 
 if __name__ == "__main__":

@@ -55,4 +55,12 @@ class ProbeConfig:
         self.train_sizes = sorted(set(self.train_sizes))
 
 
-ConfigStore.instance().store(name="probe_schema", node=ProbeConfig)
+def register_configs() -> None:
+    """`probe_schema` in hydra's ConfigStore (idempotent; done when this module is imported)."""
+    from pixio_robot.utils.cli import register_resolvers
+
+    register_resolvers()
+    ConfigStore.instance().store(name="probe_schema", node=ProbeConfig)
+
+
+register_configs()

@@ -21,9 +21,12 @@ def main() -> None:
         with user_errors("re-run the same command to resume (finished steps are kept)"):
             run_quickstart(to_config(dcfg))
 
+    from pixio_robot.quickstart.config import QuickstartConfig
     from pixio_robot.utils.cli import run_app
 
-    run_app(_app)
+
+
+    run_app(_app, schema=QuickstartConfig)
 
 
 if __name__ == "__main__":

@@ -32,14 +32,14 @@ class QuickstartConfig:
     # mean_cls (the CortexBench protocol). 200 CPU steps leave the class tokens nearly constant
     # across frames (0.8% relative spread vs 13% for random weights); the patch tokens carry what
     # pretraining learned.
-    embedding: str = "spatial"
+    embedding: str = "spatial"  # spatial (patch tokens) | mean_cls (CortexBench protocol) | all_cls | multi_block
     n_episodes: int = 10
     n_envs: int = 5
     vector_mode: str = "subproc"
     seed: int = 100
     data_root: str = "~/.cache/pixio_robot/demos"
     cache_dir: str = "~/.cache/pixio_robot/features"
-    num_threads: int = 1  # torch threads (0: torch default); 1 is fastest on 2 cores
+    num_threads: int | None = 1  # torch threads (null: torch default); 1 is fastest on 2 cores
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -54,4 +54,12 @@ class QuickstartConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-ConfigStore.instance().store(name="quickstart_schema", node=QuickstartConfig)
+def register_configs() -> None:
+    """`quickstart_schema` in hydra's ConfigStore (idempotent; done when this module is imported)."""
+    from pixio_robot.utils.cli import register_resolvers
+
+    register_resolvers()
+    ConfigStore.instance().store(name="quickstart_schema", node=QuickstartConfig)
+
+
+register_configs()

@@ -28,7 +28,11 @@ def main() -> None:
             res = run_rl(cfg)
         print({k: res[k] for k in ("final", "best_success", "timesteps", "model_path", "exported_to")})
 
-    run_app(_main)
+    from pixio_robot.rl.config import RLConfig
+
+
+
+    run_app(_main, schema=RLConfig)
 
 
 if __name__ == "__main__":

@@ -66,5 +66,6 @@ def register_configs() -> None:
     register_resolvers()
     ConfigStore.instance().store(name="rl_schema", node=RLConfig)
 
+register_configs()  # importing the schema module registers it (every entry does the same)
 
 __all__ = ["ALGOS", "OBS_MODES", "PIXEL_MODES", "RLConfig", "VECTOR_MODES", "register_configs"]

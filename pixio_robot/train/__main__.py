@@ -32,9 +32,12 @@ def main() -> None:
         keys = ("best_success", "final_success", "final_train_loss", "final_val_loss", "cache", "policy_dir")
         print({k: res[k] for k in keys})
 
+    from pixio_robot.train.config import TrainConfig
     from pixio_robot.utils.cli import run_app
 
-    run_app(_main)
+
+
+    run_app(_main, schema=TrainConfig)
 
 
 if __name__ == "__main__":

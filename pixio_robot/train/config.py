@@ -42,7 +42,7 @@ class EvalConfig:
     image_size: int | None = None  # env render size (default: the dataset's frame size)
     camera: str | None = None
     max_episode_steps: int | None = None
-    n_videos: int = 0
+    n_videos: int = 0  # the final evaluation writes its first N episodes to <run_dir>/videos/ (mp4)
     vector_mode: str = "serial"  # serial | subproc
     stop_on_success: bool = False  # end an episode at its first success (same success rate, faster)
     env_options: dict[str, Any] = field(default_factory=dict)
@@ -100,3 +100,5 @@ def retired_policy_message(name: str) -> str:
     return (f"policy={name} (the project's home-made {name} head) is retired: use policy={RETIRED_POLICIES[name]} "
             f"(LeRobot's own {'ACT' if name == 'act' else 'Diffusion Policy'} with a Pixio trunk)")
 
+
+register_configs()  # importing the schema module registers it (every entry does the same)

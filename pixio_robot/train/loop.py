@@ -62,19 +62,25 @@ def _val_loss(policy, batcher, rows: np.ndarray, batch_size: int, device) -> flo
     return total / max(n, 1)
 
 
-def _rollouts(policy, cfg: TrainConfig, spec) -> dict | None:
+def _rollouts(policy, cfg: TrainConfig, spec, video_dir: Path | None = None) -> dict | None:
+    """`eval.n_episodes` rollouts through the rollout loop; with `video_dir` (the final evaluation)
+    the first `eval.n_videos` episodes are also written there as mp4."""
     e = cfg.eval
     if not e.env or e.n_episodes < 1:
         return None
     from pixio_robot.evaluation import evaluate_policy
 
+    n_videos = e.n_videos if video_dir is not None else 0
     res = evaluate_policy(policy, e.env, n_episodes=e.n_episodes, n_envs=e.n_envs, seed=e.seed,
                           image_size=e.image_size or spec.image_size or 128, camera=e.camera,
                           max_episode_steps=e.max_episode_steps, progress=cfg.progress,
                           vector_mode=e.vector_mode, env_options=dict(e.env_options),
-                          stop_on_success=e.stop_on_success)
+                          stop_on_success=e.stop_on_success, video_dir=video_dir if n_videos else None,
+                          n_videos=n_videos)
     policy.train()
-    return res.summary()
+    out = res.summary()
+    out["videos"] = [ep.video for ep in res.episodes if getattr(ep, "video", None)]
+    return out
 
 
 def _check_eval_env(policy, cfg: TrainConfig, spec) -> None:
@@ -132,7 +138,7 @@ def _log_dataset(demo) -> None:
 TRAIN_FREE_KEYS = ("run_dir", "resume", "progress", "tensorboard", "device", "num_threads", "encode_batch_size",
                    "cache_dir", "use_cache", "eval.n_envs", "eval.vector_mode", "eval.n_videos")
 # what a run writes into its directory (moved aside by resume=false; hydra's own files stay)
-TRAIN_ARTIFACTS = ("policy", "policy_best", "results.json", "tb", "config.yaml", "git.txt", "command.txt")
+TRAIN_ARTIFACTS = ("policy", "policy_best", "results.json", "tb", "videos", "config.yaml", "git.txt", "command.txt")
 
 
 def train_run_dir(cfg: TrainConfig, run_dir: Path):
@@ -173,10 +179,7 @@ def run_train(cfg: TrainConfig) -> dict:
 
 
 def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
-    from pixio_robot.data.feature_cache import FeatureCache, LeRobotFrames
-    from pixio_robot.policies import PolicySpec, make_policy, save_policy
-    from pixio_robot.policies.demos import DemoBatcher, load_demos
-    from pixio_robot.utils.io import save_json
+    from pixio_robot.policies.demos import load_demos
     from pixio_robot.utils.run import prepare_run_dir
     from pixio_robot.utils.seed import seed_everything
 
@@ -211,6 +214,18 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
                       video_backend=d.video_backend, cameras=d.cameras)
     _log_dataset(demo)
     _defaults_from_collection(cfg, demo.dataset.root)
+    setup = _build(cfg, demo, device)
+    fit = _fit(cfg, run_dir, setup, device)
+    return _write_results(cfg, run_dir, demo, setup, fit, t_start)
+
+
+def _build(cfg: TrainConfig, demo, device) -> dict:
+    """The policy for `demo`, its frames (cached features or decoded frames) and the row split."""
+    from pixio_robot.data.feature_cache import FeatureCache, LeRobotFrames
+    from pixio_robot.policies import PolicySpec, make_policy
+    from pixio_robot.policies.demos import DemoBatcher
+
+    d = cfg.dataset
     spec = PolicySpec(state_dim=demo.states.shape[1], action_dim=demo.actions.shape[1], stats=demo.stats(),
                       env_name=cfg.eval.env, image_size=int(demo.image_shape[0]), camera=cfg.eval.camera,
                       image_key=demo.image_key, image_keys=list(demo.image_keys), fps=demo.fps, state_key=demo.state_key,
@@ -231,93 +246,118 @@ def _run_train(cfg: TrainConfig, run_dir: Path) -> dict:
             frames.append(cache.frames(source, progress=cfg.progress))
     batcher = DemoBatcher(demo, frames, history=policy.n_obs_steps,
                           chunk=getattr(cfg.policy, "chunk_size", 1), cached=cached)
-    train_rows, val_rows = demo.split(cfg.dataset.val_fraction, cfg.seed)
-    if cfg.dataset.val_fraction > 0 and len(val_rows) == 0:
+    train_rows, val_rows = demo.split(d.val_fraction, cfg.seed)
+    if d.val_fraction > 0 and len(val_rows) == 0:
         log.warning("train: dataset.val_fraction=%s of %d episode(s) is no whole episode: no validation loss "
-                    "(collect more episodes, or raise val_fraction)", cfg.dataset.val_fraction, len(demo.episodes))
-    opt = _optimizer(policy, cfg.optim)
+                    "(collect more episodes, or raise val_fraction)", d.val_fraction, len(demo.episodes))
     n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     log.info("train: %d frames (%d episodes), %d train / %d val rows, %s policy, %d trainable params, "
              "features %s", len(demo), len(demo.episodes), len(train_rows), len(val_rows), policy.policy_type,
              n_params, "cached" if cached else "re-encoded")
+    return {"spec": spec, "policy": policy, "batcher": batcher, "train_rows": train_rows, "val_rows": val_rows,
+            "cached": cached, "cache_hit": cache_hit, "n_params": n_params}
+
+
+def _epoch(policy, batcher, rows, opt, cfg: TrainConfig, rng, device, epoch: int, step: int) -> tuple[float, int]:
+    """One pass over `rows`; returns (mean train loss, optimizer steps so far)."""
+    total, count = 0.0, 0
+    for batch in batcher.iterate(rows, cfg.optim.batch_size, rng):
+        if len(batch["action"]) < 2:  # BatchNorm needs 2 rows; a 1-row tail is skipped
+            continue
+        loss, _ = policy(_to_device(batch, device))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch} step {step}: lower "
+                                     "optim.lr, or check the dataset for NaN/inf actions or states")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.clip_grad:
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.clip_grad)
+        opt.step()
+        total += float(loss.detach()) * len(batch["action"])
+        count += len(batch["action"])
+        step += 1
+    return total / max(count, 1), step
+
+
+def _fit(cfg: TrainConfig, run_dir: Path, setup: dict, device) -> dict:
+    """The epochs, with rollouts every `eval.every_epochs` (and after the last): `policy/` holds the
+    newest weights, `policy_best/` those of the best rollout success."""
+    from tqdm.auto import tqdm
+
+    from pixio_robot.policies import save_policy
+
+    policy, batcher = setup["policy"], setup["batcher"]
+    opt = _optimizer(policy, cfg.optim)
     writer = None
     if cfg.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tb"))
-
-    from tqdm.auto import tqdm
-
     rng = np.random.default_rng(cfg.seed)
-    step, history = 0, []
-    best: dict[str, Any] = {"success": None, "epoch": None}
-    final_eval = None
-    train_loss = float("nan")
+    out: dict[str, Any] = {"step": 0, "history": [], "best": {"success": None, "epoch": None}, "final_eval": None,
+                           "train_loss": float("nan")}
     policy.train()
     bar = tqdm(range(cfg.optim.epochs), desc="train", unit="epoch", disable=not cfg.progress)
     for epoch in bar:
-        t_epoch, total, count = time.perf_counter(), 0.0, 0
-        for batch in batcher.iterate(train_rows, cfg.optim.batch_size, rng):
-            if len(batch["action"]) < 2:  # BatchNorm needs 2 rows; a 1-row tail is skipped
-                continue
-            loss, _ = policy(_to_device(batch, device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch} step {step}: lower "
-                                         "optim.lr, or check the dataset for NaN/inf actions or states")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.clip_grad:
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.clip_grad)
-            opt.step()
-            total += float(loss.detach()) * len(batch["action"])
-            count += len(batch["action"])
-            step += 1
-        train_loss = total / max(count, 1)
-        val_loss = _val_loss(policy, batcher, val_rows, cfg.optim.batch_size, device)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+        t_epoch = time.perf_counter()
+        out["train_loss"], out["step"] = _epoch(policy, batcher, setup["train_rows"], opt, cfg, rng, device, epoch,
+                                                out["step"])
+        val_loss = _val_loss(policy, batcher, setup["val_rows"], cfg.optim.batch_size, device)
+        row = {"epoch": epoch + 1, "train_loss": out["train_loss"], "val_loss": val_loss,
                "epoch_s": time.perf_counter() - t_epoch}
         last = epoch + 1 == cfg.optim.epochs
         every = cfg.eval.every_epochs
         if last or (every > 0 and (epoch + 1) % every == 0):
             if cfg.eval.env and cfg.eval.n_episodes > 0:  # the weights are safe whatever the rollouts do
                 save_policy(policy, run_dir / "policy", extra={"epoch": epoch + 1, "eval": None})
-            ev = _rollouts(policy, cfg, spec)
+            ev = _rollouts(policy, cfg, setup["spec"], video_dir=run_dir / "videos" if last else None)
             if ev is not None:
                 row["success"] = ev["success_rate"]
                 row["mean_return"] = ev["mean_return"]
-                if best["success"] is None or ev["success_rate"] > best["success"]:
-                    best = {"success": ev["success_rate"], "epoch": epoch + 1, "eval": ev}
+                if out["best"]["success"] is None or ev["success_rate"] > out["best"]["success"]:
+                    out["best"] = {"success": ev["success_rate"], "epoch": epoch + 1, "eval": ev}
                     save_policy(policy, run_dir / "policy_best", extra={"epoch": epoch + 1, "eval": ev})
                 if last:
-                    final_eval = ev
-        history.append(row)
+                    out["final_eval"] = ev
+        out["history"].append(row)
         if writer is not None:
             for k, v in row.items():
                 if k != "epoch" and v is not None:
                     writer.add_scalar(f"train/{k}" if "loss" in k or k == "epoch_s" else f"eval/{k}", v, epoch + 1)
-        bar.set_postfix(loss=f"{train_loss:.4f}", **({"succ": f"{row['success']:.2f}"} if "success" in row else {}))
+        bar.set_postfix(loss=f"{out['train_loss']:.4f}",
+                        **({"succ": f"{row['success']:.2f}"} if "success" in row else {}))
     bar.close()
     if writer is not None:
         writer.close()
+    return out
+
+
+def _write_results(cfg: TrainConfig, run_dir: Path, demo, setup: dict, fit: dict, t_start: float) -> dict:
+    from pixio_robot.policies import save_policy
+    from pixio_robot.utils.io import save_json
+
+    policy, final_eval, best = setup["policy"], fit["final_eval"], fit["best"]
     policy_dir = save_policy(policy, run_dir / "policy", extra={"epoch": cfg.optim.epochs, "eval": final_eval})
+    cached, cache_hit = setup["cached"], setup["cache_hit"]
     results = {
         "run_dir": str(run_dir), "policy_dir": str(policy_dir),
         "best_policy_dir": str(run_dir / "policy_best") if best["success"] is not None else None,
         "best_success": best["success"], "best_epoch": best["epoch"],
         "final_success": final_eval["success_rate"] if final_eval else None,
         "final_success_ci": final_eval["success_ci"] if final_eval else None,
-        "final_train_loss": train_loss, "final_val_loss": history[-1]["val_loss"],
+        "final_videos": final_eval.get("videos", []) if final_eval else [],
+        "final_train_loss": fit["train_loss"], "final_val_loss": fit["history"][-1]["val_loss"],
         "cache": "hit" if cache_hit else ("miss" if cached else "off"), "features_cached": cached,
-        "n_frames": len(demo), "n_episodes": int(len(demo.episodes)), "n_train": int(len(train_rows)),
-        "n_val": int(len(val_rows)), "cameras": list(demo.image_keys), "steps": step, "trainable_params": n_params,
-        "encoder_digest": policy.adapter.encoder_digest(), "wall_s": time.perf_counter() - t_start,
-        "history": history,
+        "n_frames": len(demo), "n_episodes": int(len(demo.episodes)), "n_train": int(len(setup["train_rows"])),
+        "n_val": int(len(setup["val_rows"])), "cameras": list(demo.image_keys), "steps": fit["step"],
+        "trainable_params": setup["n_params"], "encoder_digest": policy.adapter.encoder_digest(),
+        "wall_s": time.perf_counter() - t_start, "history": fit["history"],
     }
-    if not math.isfinite(train_loss):
+    if not math.isfinite(fit["train_loss"]):
         log.warning("training ended with a non-finite mean loss")
     save_json(run_dir / "results.json", results)
     log.info("train: done in %.1fs; final loss %.5f, best success %s, final success %s -> %s",
-             results["wall_s"], train_loss, results["best_success"], results["final_success"], policy_dir)
+             results["wall_s"], fit["train_loss"], results["best_success"], results["final_success"], policy_dir)
     return results
 
 

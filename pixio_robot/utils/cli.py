@@ -146,9 +146,21 @@ def hydra_failure(e: BaseException) -> str | None:
     return None
 
 
-def run_app(app: Any) -> None:
+def run_app(app: Any, schema: type | None = None) -> None:
     """Call a `@hydra.main` function; hydra's own failures become one `error:` line (module doc).
-    With `HYDRA_FULL_ERROR=1` set by the user everything is as hydra does it."""
+    With `HYDRA_FULL_ERROR=1` set by the user everything is as hydra does it. `--help` prints
+    hydra's page and then every key of `schema` with its type, default and field comment
+    (`pixio_robot.utils.schema_help`)."""
+    if schema is not None and "--help" in sys.argv[1:]:
+        try:
+            app()
+        except SystemExit as e:
+            if e.code not in (0, None):
+                raise
+        from pixio_robot.utils.schema_help import format_help
+
+        print(format_help(schema))
+        return
     if _full_error():
         app()
         return
