@@ -69,6 +69,17 @@ def reading(out: Path, runs: dict[str, dict], flops: dict[str, float]) -> list[s
         pre = [c for c in final if c["resolved"] and (c["b"] == "random_init") == (c["mean_diff"] > 0)]
         pro = ("; here no resolved comparison favours a pretrained encoder over random init" if not pre else
                "; here " + ", ".join(f"{c['a']} vs {c['b']}" for c in pre) + " resolved in favour of pretraining")
+    drops = {}
+    for k, r in runs.items():  # the last tenth of the logged losses against the tenth before it
+        v = [x for _, x in r["loss_history"]]
+        n = max(1, len(v) // 10)
+        before, last = float(np.mean(v[-2 * n:-n])), float(np.mean(v[-n:]))
+        drops[k] = (last - before) / before
+    lines.append("- Flattening: over the last tenth of the steps the mean loss moved "
+                 + ", ".join(f"{k} {100 * d:+.1f}%" for k, d in drops.items())
+                 + " against the tenth before (with the cosine schedule already near its floor), so the curves "
+                 "were still falling slowly: these encoders are not trained to convergence, and a longer run "
+                 "is the first thing to change.")
     total = {k: r["steps"] * 32 * flops[k] / 1e3 for k, r in runs.items()}
     imgs = {k: r["steps"] * 32 for k, r in runs.items()}
     lines += [f"- Compute: {', '.join(f'{k} {t:.0f} TFLOP ({imgs[k]} images seen)' for k, t in total.items())} "
