@@ -278,4 +278,7 @@ def register_configs() -> None:
     cs.store(group="data/source", name="schema", node=SourceConfig)
 
 
-register_configs()  # importing the schema module registers it (every entry does the same)
+try:  # importing the schema module registers it (every entry does the same) ...
+    register_configs()
+except ImportError:  # ... unless hydra is absent (a bare GPU image running benchmarks/ with torch+timm);
+    pass  # the dataclasses still work, and every CLI entry calls register_configs() itself
