@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pixio_robot.envs import make_env
-from pixio_robot.envs.experts import SB3Expert, make_expert, measure_expert, sb3_algo_of
+from pixio_robot.envs.experts import SB3Expert, make_expert, sb3_algo_of
+from pixio_robot.evaluation.experts import measure_expert
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -78,3 +79,28 @@ def test_sb3_zip_expert_round_trip(tmp_path, algo):
         (tmp_path / "agent.json").write_text('{"format": "pixio_robot.rl_agent", "obs": "pixels"}')
         with pytest.raises(ValueError, match="trained on obs=pixels: an expert acts on the env's state"):
             make_expert("gym/Reacher-v5", path=tmp_path / "agent.zip")
+
+
+def test_measure_expert_matches_a_hand_loop_for_any_n_envs():
+    """The one rollout loop counts an expert's success as a plain gymnasium loop does (seeds
+    seed+episode, stop at the first is_success), for one env and for two in lockstep."""
+    name, n, seed = "metaworld/drawer-open-v3", 2, 7
+    env, expert, steps = make_env(name, pixels=False), make_expert(name), []
+    for ep in range(n):
+        obs, info = env.reset(seed=seed + ep)
+        expert.reset()
+        for t in range(1, 501):  # noqa: B007 - t is read after the loop
+            obs, _, term, trunc, info = env.step(expert.act(obs, info))
+            if info["is_success"] or term or trunc:
+                break
+        steps.append(t if info["is_success"] else None)
+    env.close()
+    for k in (1, 2):
+        r = measure_expert(name, n, seed=seed, n_envs=k)
+        assert r["successes"] == sum(s is not None for s in steps)
+        done = [s for s in steps if s is not None]
+        assert r["max_steps_to_success"] == max(done) and r["mean_steps_to_success"] == pytest.approx(np.mean(done)), (k, r)
+        lo, hi = r["success_ci"]
+        assert 0 <= lo <= r["success_rate"] <= hi <= 1
+    with pytest.raises(ValueError, match="n_envs=1"):
+        measure_expert(name, 2, expert=expert, n_envs=2)

@@ -114,8 +114,9 @@ def test_lerobot_suite_configs_compose():
 
 
 def test_pusht_scripted_pusher_moves_the_block_to_the_goal():
-    from pixio_robot.envs.experts import make_expert, measure_expert
+    from pixio_robot.envs.experts import make_expert
     from pixio_robot.envs.pusht_expert import PushTPusherExpert
+    from pixio_robot.evaluation.experts import measure_expert
 
     assert isinstance(make_expert("lerobot/pusht"), PushTPusherExpert)
     r = measure_expert("lerobot/pusht", 6, seed=0)  # seed 5 reaches 95% coverage in ~40 steps

@@ -5,14 +5,13 @@ transfer-cube expert (:mod:`pixio_robot.envs.aloha_expert`) and SB3 `.zip` agent
 ``act(obs, info) -> np.ndarray`` where `obs` is the Dict observation of ``make_env`` and `info`
 the last info dict (MetaWorld experts read ``info["full_state"]``, the 39-dim simulator state).
 
-Measure an expert (state-only rollouts, no rendering)::
+Measure an expert through the one rollout loop (state-only, no rendering)::
 
-    python -m pixio_robot.envs.experts metaworld/drawer-open-v3 metaworld/hammer-v3 --episodes 50
+    python -m pixio_robot.evaluation.experts metaworld/drawer-open-v3 metaworld/hammer-v3 --episodes 50
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import zipfile
@@ -142,55 +141,3 @@ def make_expert(env_name: str, *, path: str | Path | None = None, algo: str | No
                      "lerobot/aloha-transfer-cube, lerobot/pusht (a centre pusher). For other envs "
                      "train one with `python -m pixio_robot.rl` (state observations) and pass "
                      "path='<agent>.zip', or use a LeRobot dataset by hub id.")
-
-
-def measure_expert(env_name: str, n_episodes: int = 50, *, seed: int = 0, expert=None,
-                   max_episode_steps: int | None = None) -> dict:
-    """Success rate of an expert over `n_episodes` seeded episodes (seeds seed..seed+n-1),
-    state only (no rendering); an episode succeeds when ``is_success`` is reached at any step
-    (it stops there). Returns success rate, Wilson-free raw counts and steps to success."""
-    from pixio_robot.envs import make_env
-
-    env = make_env(env_name, pixels=False, max_episode_steps=max_episode_steps)
-    expert = expert or make_expert(env_name)
-    successes, lengths, returns = 0, [], []
-    try:
-        for ep in range(n_episodes):
-            obs, info = env.reset(seed=seed + ep)
-            expert.reset()
-            total, done, steps = 0.0, False, 0
-            while not done:
-                obs, reward, terminated, truncated, info = env.step(expert.act(obs, info))
-                total += reward
-                steps += 1
-                done = terminated or truncated or info["is_success"]
-            successes += int(info["is_success"])
-            if info["is_success"]:
-                lengths.append(steps)
-            returns.append(total)
-    finally:
-        env.close()
-    return {"env": env_name, "episodes": n_episodes, "successes": successes,
-            "success_rate": successes / n_episodes,
-            "mean_steps_to_success": float(np.mean(lengths)) if lengths else None,
-            "max_steps_to_success": int(np.max(lengths)) if lengths else None,
-            "mean_return": float(np.mean(returns))}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Measure expert success over seeded state-only episodes.")
-    parser.add_argument("envs", nargs="+", help="env names, e.g. metaworld/drawer-open-v3")
-    parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--path", default=None, help="SB3 .zip expert (default: scripted)")
-    args = parser.parse_args(argv)
-    print("| env | success | mean steps to success | max steps |\n|---|---|---|---|")
-    for name in args.envs:
-        expert = make_expert(name, path=args.path) if args.path else None
-        r = measure_expert(name, args.episodes, seed=args.seed, expert=expert)
-        print(f"| {name} | {r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f}%) | "
-              f"{r['mean_steps_to_success'] or float('nan'):.0f} | {r['max_steps_to_success']} |", flush=True)
-
-
-if __name__ == "__main__":
-    main()

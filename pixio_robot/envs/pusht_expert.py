@@ -7,7 +7,7 @@ through the block toward the goal. It ignores the block's angle, so it moves the
 but seldom reaches LeRobot's 95% coverage: demonstrations of the motion, not of success (collect
 them with ``only_success=False``). Actions are the agent's target positions in [0, 512]^2.
 
-    python -m pixio_robot.envs.experts lerobot/pusht --episodes 20
+    python -m pixio_robot.evaluation.experts lerobot/pusht --episodes 20
 """
 
 from __future__ import annotations

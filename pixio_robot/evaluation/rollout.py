@@ -12,6 +12,10 @@ Cameras: the env's `pixels` is `observation.image`; an env's extra views `pixels
 `observation.images.<camera>`) gets the env built with `cameras=[...]` where the env takes it
 (`supports_cameras`, e.g. ALOHA); an env without them is refused before any episode, naming both.
 
+A policy with `act_on_env(obs_rows, info_rows) -> [B, A]` instead gets the envs' own observation
+and last info dicts (the demonstration experts read `info["full_state"]`; see
+:mod:`pixio_robot.evaluation.experts`); the episodes, seeds and success rule stay the same.
+
 An env that raises (in reset or step) ends that episode as a failure with the error recorded;
 the env is rebuilt for the next round and the evaluation finishes.
 """
@@ -236,10 +240,11 @@ def _run_round(policy, pool: EnvPool, episodes: list[_Episode], limit: int, stop
     """Run one lockstep round of len(episodes) episodes; return the number of env steps taken."""
     policy.reset()
     obs: dict[int, dict] = {}
+    infos: dict[int, dict] = {}
     for j, (status, payload) in pool.reset({j: ep.seed for j, ep in enumerate(episodes)}).items():
         ep = episodes[j]
         if status == "ok":
-            obs[j] = payload[0]
+            obs[j], infos[j] = payload[0], payload[1]
             if ep.frames is not None:
                 ep.frames.append(_frame(obs[j]))
         else:
@@ -248,11 +253,16 @@ def _run_round(policy, pool: EnvPool, episodes: list[_Episode], limit: int, stop
         return 0
     template = next(iter(obs.values()))
     rows = [obs.get(j, template) for j in range(len(episodes))]  # failed resets: placeholder rows
+    row_infos = [infos.get(j, {}) for j in range(len(episodes))]
+    on_env = callable(getattr(policy, "act_on_env", None))  # experts: raw obs + info rows (see EnvActor)
     seeds = torch.tensor([ep.seed for ep in episodes], dtype=torch.int64)  # row noise follows the episode, not K
     steps = 0
     while not all(ep.done for ep in episodes):
         with torch.no_grad():
-            actions = policy.select_action({**_to_batch(rows, device), EPISODE_SEED: seeds})
+            if on_env:
+                actions = policy.act_on_env(rows, row_infos)
+            else:
+                actions = policy.select_action({**_to_batch(rows, device), EPISODE_SEED: seeds})
         actions = np.asarray(torch.as_tensor(actions).detach().float().cpu().numpy(), dtype=np.float32)
         if actions.ndim != 2 or actions.shape[0] != len(rows):
             raise ValueError(f"select_action must return [B, A] with B={len(rows)}, got {tuple(actions.shape)}")
@@ -274,7 +284,7 @@ def _run_round(policy, pool: EnvPool, episodes: list[_Episode], limit: int, stop
             if ok and ep.first_success_step is None:
                 ep.first_success_step = ep.length
             ep.success = ep.success or ok
-            rows[j] = o
+            rows[j], row_infos[j] = o, info
             if ep.frames is not None:
                 ep.frames.append(_frame(o))
             if terminated or truncated or ep.length >= limit or (ok and stop_on_success):
