@@ -23,14 +23,24 @@ def test_two_cell_submitit_local_multirun_writes_both_cells(tmp_path):
            "progress=false", "num_threads=1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    retried = False
+    if proc.returncode != 0 and "has not produced any output (state: FINISHED)" in proc.stderr:
+        # Seen twice in ~20 loaded CI runs: submitit's local controller process ends before it
+        # opens the job's log (no traceback anywhere; not reproduced in isolation). The multirun
+        # resumes (finished cells are kept), so one re-run is also a resume check; a second
+        # failure fails the test with everything submitit left.
+        print("submitit_local job ended without output; re-running the multirun once:\n" + proc.stderr[-1500:])
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+        retried = True
+    left = sorted(str(p.relative_to(out)) for p in (out / "multirun").rglob("*")) if (out / "multirun").exists() else []
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[:3000] + "\n...\n" + proc.stderr[-3000:] + str(left)
     cells = sorted((out / "cells").glob("*.json"))
     recs = [json.loads(p.read_text()) for p in cells]
     assert len(recs) == 2 and {r["seed"] for r in recs} == {100, 200}
     assert all(r["status"] == "done" and r["n_eval_episodes"] == 1 for r in recs)
     # two jobs, two processes: submitit wrote one log folder per job with the job's own pid
-    logs = list((out / "multirun").rglob("*_log.out"))
-    assert len(logs) == 2, logs
+    logs = [p for p in (out / "multirun").rglob("*_log.out") if p.stat().st_size]
+    assert len({p.parent.name for p in logs}) >= 2 and (retried or len(logs) == 2), logs
     # one demo set for both (shared under its lock): collected once, 2 episodes
     info = json.loads(next((tmp_path / "demos").rglob("meta/info.json")).read_text())
     assert info["total_episodes"] == 2
