@@ -70,16 +70,19 @@ def reading(out: Path, runs: dict[str, dict], flops: dict[str, float]) -> list[s
         pro = ("; here no resolved comparison favours a pretrained encoder over random init" if not pre else
                "; here " + ", ".join(f"{c['a']} vs {c['b']}" for c in pre) + " resolved in favour of pretraining")
     drops = {}
-    for k, r in runs.items():  # the last tenth of the logged losses against the tenth before it
+    for k, r in runs.items():  # the last tenth / quarter of the logged losses against the span before it
         v = [x for _, x in r["loss_history"]]
-        n = max(1, len(v) // 10)
-        before, last = float(np.mean(v[-2 * n:-n])), float(np.mean(v[-n:]))
-        drops[k] = (last - before) / before
-    lines.append("- Flattening: over the last tenth of the steps the mean loss moved "
-                 + ", ".join(f"{k} {100 * d:+.1f}%" for k, d in drops.items())
-                 + " against the tenth before (with the cosine schedule already near its floor), so the curves "
-                 "were still falling slowly: these encoders are not trained to convergence, and a longer run "
-                 "is the first thing to change.")
+        drops[k] = tuple(float(np.mean(v[-n:]) / np.mean(v[-2 * n:-n]) - 1) for n in
+                         (max(1, len(v) // 10), max(1, len(v) // 4)))
+    flat = {k: abs(d10) < 0.01 and abs(d25) < 0.03 for k, (d10, d25) in drops.items()}
+    verdict = ("both curves have flattened by that rule" if all(flat.values()) else
+               ", ".join(k for k, f in flat.items() if not f) + " still falling by that rule: not trained to "
+               "convergence, and a longer run is the first thing to change")
+    lines.append("- Flattening (rule: the mean loss moved < 1% over the last tenth of the steps and < 3% over the "
+                 "last quarter, each against the span before it): "
+                 + ", ".join(f"{k} {100 * d10:+.1f}% / {100 * d25:+.1f}%" for k, (d10, d25) in drops.items())
+                 + f"; {verdict}. The cosine schedule ends near its floor, so a flat end is necessary, not "
+                 "sufficient: a longer schedule could still reach a lower loss.")
     total = {k: r["steps"] * 32 * flops[k] / 1e3 for k, r in runs.items()}
     imgs = {k: r["steps"] * 32 for k, r in runs.items()}
     lines += [f"- Compute: {', '.join(f'{k} {t:.0f} TFLOP ({imgs[k]} images seen)' for k, t in total.items())} "
