@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The headline experiment (docs/results.md): Pixio vs vanilla MAE vs random init at equal pretraining
 # compute on the same simulator frames, then probes and a MetaWorld BC suite with 3 seeds.
-#   OUT=runs/headline bash scripts/headline.sh          (hours on 2 CPU cores; every step resumes)
+#   OUT=runs/headline bash scripts/headline.sh   (6000 pixio steps: ~2 h on 2 CPU cores; every stage resumes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/headline}
@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE=1 MUJOCO_GL=${MUJOCO_GL:-egl}
 # one BLAS thread per process: the stages run side by side on 2 cores (oversubscribed OpenBLAS
 # threads spin: a ridge fit measured 25x slower at load 10)
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-PIXIO_STEPS=${PIXIO_STEPS:-2000}
+PIXIO_STEPS=${PIXIO_STEPS:-6000}
 # equal compute: FlopCounterMode gives 1.188 GFLOP/image (fwd+bwd) for pixio_mae_tiny, 0.773 for mae_tiny
 MAE_STEPS=$(( PIXIO_STEPS * 1188 / 773 ))
 common=(batch_size=32 ckpt_every=250 optim.warmup_steps=100)

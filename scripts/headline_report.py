@@ -1,13 +1,15 @@
 """Write docs/results.md (and docs/results/*.png) from a finished `scripts/headline.sh` run.
 
     python scripts/headline_report.py runs/headline      # reads pretrain_*/, probe/, bc/ under it
+    python scripts/headline_report.py runs/headline --shorter runs/headline_2k
+        # also: how much lower the final losses are than a shorter run's (more compute, same recipe)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,38 @@ def loss_plot(runs: dict[str, dict], flops: dict[str, float], path: Path) -> Non
     plt.close(fig)
 
 
-def reading(out: Path, runs: dict[str, dict], flops: dict[str, float]) -> list[str]:
+def _end(res: dict) -> float:
+    return float(_smooth(res["loss_history"])[1][-1])
+
+
+def scaling(runs: dict[str, dict], shorter: dict[str, dict]) -> str:
+    """The final loss against a shorter run of the same recipe: what the extra compute still bought."""
+    parts = [f"{k} {_end(shorter[k]):.3f} at {shorter[k]['steps']} steps -> {_end(r):.3f} at {r['steps']} "
+             f"({100 * (_end(r) / _end(shorter[k]) - 1):+.1f}% for {r['steps'] / shorter[k]['steps']:.1f}x the compute)"
+             for k, r in runs.items() if k in shorter]
+    return ("- More compute, same recipe (final 50-step mean loss): " + "; ".join(parts)
+            + ". A loss that still drops this much with more compute has not converged.")
+
+
+def _bc_average(out: Path) -> dict[str, dict]:
+    res = out / "bc" / "report" / "results.json"
+    rows = json.loads(res.read_text())["rows"] if res.is_file() else []
+    return {r["encoder"]: r for r in rows if r["task"] == "average" and r["which"] == "final"}
+
+
+def bc_scaling(out: Path, shorter_dir: Path) -> str:
+    """Average final BC success of the shorter run beside this one's, per encoder, with intervals."""
+    a, b = _bc_average(shorter_dir), _bc_average(out)
+    if not a or not b:
+        return ""
+    parts = [f"{k} {a[k]['score']:.1f} [{a[k]['lo']:.1f}, {a[k]['hi']:.1f}] -> {r['score']:.1f} "
+             f"[{r['lo']:.1f}, {r['hi']:.1f}]" for k, r in b.items() if k in a]
+    return ("- Average final BC success, shorter run -> this run (%, same seeds and episodes; random_init is "
+            "not pretrained: the same seeds give it the same runs in both): " + "; ".join(parts) + ".")
+
+
+def reading(out: Path, runs: dict[str, dict], flops: dict[str, float],
+            shorter_dir: Path | None = None) -> list[str]:
     """What the run says and what it does not, from its own numbers (no hand-typed figures)."""
     lines = ["## What this says, and what it does not", ""]
     res = out / "bc" / "report" / "results.json"
@@ -83,6 +116,9 @@ def reading(out: Path, runs: dict[str, dict], flops: dict[str, float]) -> list[s
                  + ", ".join(f"{k} {100 * d10:+.1f}% / {100 * d25:+.1f}%" for k, (d10, d25) in drops.items())
                  + f"; {verdict}. The cosine schedule ends near its floor, so a flat end is necessary, not "
                  "sufficient: a longer schedule could still reach a lower loss.")
+    if shorter_dir:
+        shorter = {k: json.loads((shorter_dir / f"pretrain_{k}" / "results.json").read_text()) for k in runs}
+        lines += [x for x in (scaling(runs, shorter), bc_scaling(out, shorter_dir)) if x]
     total = {k: r["steps"] * 32 * flops[k] / 1e3 for k, r in runs.items()}
     imgs = {k: r["steps"] * 32 for k, r in runs.items()}
     lines += [f"- Compute: {', '.join(f'{k} {t:.0f} TFLOP ({imgs[k]} images seen)' for k, t in total.items())} "
@@ -96,7 +132,7 @@ def reading(out: Path, runs: dict[str, dict], flops: dict[str, float]) -> list[s
     return lines
 
 
-def main(out: Path) -> None:
+def main(out: Path, shorter_dir: Path | None = None) -> None:
     docs = ROOT / "docs" / "results"
     docs.mkdir(parents=True, exist_ok=True)
     flops = {"pixio": 1.188, "mae": 0.773}  # GFLOP per image, FlopCounterMode (scripts/headline.sh)
@@ -104,8 +140,12 @@ def main(out: Path) -> None:
     loss_plot(runs, flops, docs / "pretrain_loss.png")
     lines = ["# Headline result: does pretraining on the simulator's frames help, and is Pixio's recipe better "
              "than vanilla MAE's?", "",
-             "Reproduce: `OUT=runs/headline bash scripts/headline.sh && python scripts/headline_report.py runs/headline`",
-             "(2 CPU cores; each stage resumes).", "",
+             f"Reproduce: `PIXIO_STEPS={runs['pixio']['steps']} OUT=runs/headline bash scripts/headline.sh && "
+             "python scripts/headline_report.py runs/headline`",
+             "(2 CPU cores; each stage resumes)."
+             + (f" The shorter run compared below: `PIXIO_STEPS={json.loads((shorter_dir / 'pretrain_pixio' / 'results.json').read_text())['steps']} "
+                "OUT=runs/headline_short bash scripts/headline.sh`, then `--shorter runs/headline_short`."
+                if shorter_dir else ""), "",
              "## Pretraining at equal compute", "",
              "| model | recipe | steps x batch | GFLOP / image | total TFLOP | loss start -> end (50-step mean) | "
              "images/s |", "|---|---|---|---|---|---|---|"]
@@ -132,10 +172,14 @@ def main(out: Path) -> None:
         body = (bc / "results.md").read_text().split("\n", 1)[1]
         lines += ["## Behaviour cloning on MetaWorld (quick suite, 3 training seeds)", body.replace("# ", "### "),
                   "![final success](results/bc_final.png)", ""]
-    lines += reading(out, runs, flops)
+    lines += reading(out, runs, flops, shorter_dir)
     (ROOT / "docs" / "results.md").write_text("\n".join(lines) + "\n")
     print(ROOT / "docs" / "results.md")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/headline"))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", nargs="?", type=Path, default=Path("runs/headline"), help="OUT of scripts/headline.sh")
+    ap.add_argument("--shorter", type=Path, help="OUT of a shorter run of the same script (PIXIO_STEPS lower)")
+    args = ap.parse_args()
+    main(args.out, args.shorter)
