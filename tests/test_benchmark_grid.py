@@ -63,6 +63,26 @@ def test_changed_settings_rerun_the_cell(tmp_path):
     run_grid(cells, cell_fn, tmp_path, fingerprint=lambda c: "protocol-b" if c.seed == 2 else "protocol-a")
     assert ran[2:] == [cells[1].key]
     assert json.loads(cell_path(tmp_path, cells[1]).read_text())["fingerprint"] == "protocol-b"
+    # nothing overwritten: the earlier record of the re-run cell is kept, byte for byte, under previous/
+    kept = list((tmp_path / "previous").glob(f"*/cells/{cells[1].key}.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["fingerprint"] == "protocol-a"
+    assert not list((tmp_path / "previous").glob(f"*/cells/{cells[0].key}.json"))  # unchanged cell stays
+
+
+def test_resume_false_moves_every_finished_cell_aside(tmp_path):
+    cells = make_cells(["t"], ["e"], [1, 2])
+    ran = []
+
+    def cell_fn(c):
+        ran.append(c.key)
+        return fake_result(Cell(c.task, "pixio", c.seed))
+
+    run_grid(cells, cell_fn, tmp_path)
+    before = {c.key: cell_path(tmp_path, c).read_bytes() for c in cells}
+    run_grid(cells, cell_fn, tmp_path, resume=False)
+    assert ran == [c.key for c in cells] * 2
+    (prev,) = (tmp_path / "previous").iterdir()
+    assert {c.key: (prev / "cells" / f"{c.key}.json").read_bytes() for c in cells} == before
 
 
 def test_bad_grid_messages():

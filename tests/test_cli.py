@@ -39,7 +39,7 @@ def test_a_renamed_key_names_its_new_name():
     assert bad == {"threads": " (renamed: use num_threads)", "model.img_size": " (renamed: use model.image_size)"}
     for entry, old, new in [("pretrain", "threads=1", "num_threads"), ("benchmark", "tasks=[metaworld/reach-v3]", "envs"),
                             ("train", "eval.env_name=gym/Reacher-v5", "eval.env"),
-                            ("collect", "episodes=2", "n_episodes")]:
+                            ("collect", "episodes=2", "n_episodes"), ("probe", "force=true", "resume=false")]:
         proc = subprocess.run([sys.executable, "-m", f"pixio_robot.{entry}", old, "--cfg", "job"], capture_output=True,
                               text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert proc.returncode == 1, (entry, proc.stderr)

@@ -58,6 +58,8 @@ def test_fresh_resume_done_and_refusal(tmp_path):
     cfg = {"lr": 0.1, "seed": 0, "threads": 1}
     with _rd(tmp_path / "r") as rd:
         assert rd.check(cfg) == "fresh"
+    assert not (tmp_path / "r").exists()  # a run that wrote nothing leaves no empty directory
+    (tmp_path / "r").mkdir()
     (tmp_path / "r" / "config.yaml").write_text(yaml.safe_dump(cfg))  # the record alone is no run
     with _rd(tmp_path / "r") as rd:
         assert rd.check(cfg) == "fresh"

@@ -19,7 +19,9 @@ class BenchmarkConfig:
     seeds: list[int] | None = None  # override the suite's seeds
     cell: int | None = None  # run only this cell index (0-based, in task/encoder/seed order)
     report_only: bool = False  # only aggregate the finished cells
-    force: bool = False  # re-run finished cells
+    # true: finished cells are skipped, cells run with other settings are moved to previous/<time>/ and
+    # run again; false: every finished cell is moved there and run again (nothing is deleted)
+    resume: bool = True
     run_dir: str = "runs/benchmark/quick"  # stable per suite, so re-running resumes
     data_root: str = "~/.cache/pixio_robot/demos"
     cache_dir: str = "~/.cache/pixio_robot/features"

@@ -171,10 +171,18 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         return _run_benchmark(cfg, out)
 
 
-def _run_benchmark(cfg: BenchmarkConfig, out: Path) -> dict:
-    from pixio_robot.utils.run import prepare_run_dir
+# keys a re-run may change without making it another benchmark (the cells' fingerprints decide what re-runs)
+BENCHMARK_FREE_KEYS = ("cell", "report_only", "resume", "run_dir", "n_envs", "vector_mode", "device", "num_threads",
+                       "tensorboard", "progress", "probe_dir", "data_root", "cache_dir")
 
-    prepare_run_dir(out, cfg)
+
+def _run_benchmark(cfg: BenchmarkConfig, out: Path) -> dict:
+    from pixio_robot.utils.run import prepare_run_dir, to_plain
+    from pixio_robot.utils.rundir import keep_previous_records
+
+    if cfg.cell is None:  # a cell= job shares out with its siblings: the grid's records are the launcher's
+        keep_previous_records(out, to_plain(cfg), BENCHMARK_FREE_KEYS, "benchmark")
+        prepare_run_dir(out, cfg)
     cells = grid_cells(cfg)
     todo = cells
     if cfg.cell is not None:
@@ -184,7 +192,7 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path) -> dict:
     if not cfg.report_only:
         log.info("benchmark %s: %d cells (%d tasks x %d encoders x %d seeds) -> %s", cfg.suite.name, len(cells),
                  len(cfg.envs or cfg.suite.envs), len(cfg.encoders), len(cfg.seeds or cfg.suite.seeds), out)
-        run_grid(todo, lambda c: run_cell(cfg, c), out, force=cfg.force,
+        run_grid(todo, lambda c: run_cell(cfg, c), out, resume=cfg.resume,
                  fingerprint=lambda c: cell_fingerprint(cfg, c))
     records = collect_records(out, cells)
     # a finished cell recorded under other settings (report_only, or a run of one cell=...) is not

@@ -28,6 +28,9 @@ class EvaluateConfig:
     num_threads: int | None = None  # torch threads of the policy process (1 suits 2 cores + env workers)
     progress: bool = True
     run_dir: str | None = None  # default: the hydra run dir (runs/evaluate/<timestamp>)
+    # the same evaluation finished there -> its summary is returned; other settings -> refused with the
+    # differences; false: the earlier outputs move to previous/<time>/ (nothing is deleted)
+    resume: bool = True
 
     def __post_init__(self) -> None:
         if self.n_episodes < 1:

@@ -53,10 +53,28 @@ def policy_env_defaults(policy_dir: str | Path) -> dict:
     return {"env": _find(cfg, _ENV_KEYS), "image_size": _find(cfg, _SIZE_KEYS), "camera": _find(cfg, _CAMERA_KEYS)}
 
 
+# what an evaluation writes into its run dir (moved aside together by resume=false)
+EVALUATE_ARTIFACTS = ("summary.json", "episodes.csv", "videos", "config.yaml", "git.txt", "command.txt")
+EVALUATE_FREE_KEYS = ("run_dir", "resume", "progress", "num_threads", "device", "n_envs", "vector_mode")
+
+
 def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict:
-    """Load `cfg.policy`, evaluate it, write summary.json / episodes.csv / videos; return the summary."""
+    """Load `cfg.policy`, evaluate it, write summary.json / episodes.csv / videos; return the summary.
+    The run dir is locked and guarded (`utils.rundir.RunDir`): a finished evaluation with the same
+    settings is returned as it is, one with other settings refused, `resume=false` moves it aside."""
+    from pixio_robot.utils.rundir import RunDir
+
+    out = Path(cfg.run_dir or run_dir or Path("runs/evaluate") / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    with RunDir(out, "evaluate", artifacts=EVALUATE_ARTIFACTS, finished=("summary.json",),
+                free_keys=EVALUATE_FREE_KEYS) as rd:
+        return _run_evaluate(cfg, out, rd)
+
+
+def _run_evaluate(cfg: EvaluateConfig, out: Path, rd) -> dict:
+    import json
+
     from pixio_robot.evaluation import evaluate_policy, write_results
-    from pixio_robot.utils.run import prepare_run_dir
+    from pixio_robot.utils.run import prepare_run_dir, to_plain
 
     policy_dir = Path(cfg.policy)
     if cfg.num_threads:
@@ -94,7 +112,13 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | Path | None = None) -> dict
     image_size = cfg.image_size or defaults.get("image_size") or 128
     image_size = int(image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
     camera = cfg.camera or defaults.get("camera")
-    out = Path(cfg.run_dir or run_dir or Path("runs/evaluate") / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    state = rd.check(to_plain(cfg), resume=cfg.resume)
+    if state == "done":
+        log.info("evaluate: %s already holds this finished evaluation: nothing to do (resume=false runs it "
+                 "again)", out)
+        return {**json.loads((out / "summary.json").read_text()), "run_dir": str(out)}
+    if state == "resume":  # an unfinished evaluation (no summary): rollouts have no checkpoints
+        rd.restart("an unfinished evaluation with these settings")
     prepare_run_dir(out, cfg)
     if policy is None:
         try:

@@ -2,7 +2,10 @@
 
 A finished cell leaves `<results_dir>/cells/<key>.json` (written atomically) with
 `status: done`; re-running skips it. A failing cell is recorded with `status: failed` and its
-error, and is retried on the next run. Cells share only the demo datasets and the feature
+error, and is retried on the next run. Nothing is overwritten: a finished cell recorded under other
+settings (another fingerprint), and every finished cell with `resume=false`, is moved to
+`previous/<time>/cells/` with the report of those results (the run-dir convention of every entry,
+`utils.rundir.move_aside`) before it runs again. Cells share only the demo datasets and the feature
 cache (both guarded by file locks), so a cluster launcher (hydra multirun, `cell=<i>`) can
 spread them.
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from pixio_robot.utils.io import save_json
 from pixio_robot.utils.logging import get_logger
+from pixio_robot.utils.rundir import move_aside
 
 log = get_logger(__name__)
 
@@ -70,24 +74,32 @@ def is_done(results_dir: str | Path, cell: Cell) -> bool:
 
 
 def run_grid(cells: list[Cell], run_cell: Callable[[Cell], dict], results_dir: str | Path, *,
-             force: bool = False, raise_errors: bool = False,
+             resume: bool = True, raise_errors: bool = False,
              fingerprint: Callable[[Cell], str] | None = None) -> list[dict]:
     """Run every cell not already done; return all cell records (done, failed or skipped-done).
 
     `fingerprint(cell)` digests the settings that change a cell's result (suite protocol, encoder
-    weights reference, ...): a finished cell recorded under another fingerprint is run again.
+    weights reference, ...): a finished cell recorded under another fingerprint is moved aside
+    (`previous/<time>/cells/`) and run again; `resume=false` does that to every finished cell.
     """
+    fps = {c.key: fingerprint(c) if fingerprint else None for c in cells}
+    prevs = {c.key: load_cell(results_dir, c) for c in cells}
+    stale = [c for c in cells if prevs[c.key] and prevs[c.key].get("status") == "done"
+             and (not resume or (fps[c.key] is not None and prevs[c.key].get("fingerprint") != fps[c.key]))]
+    if stale:
+        dest = move_aside(Path(results_dir), [f"cells/{c.key}.json" for c in stale] + ["report"])
+        log.warning("%d finished cell(s) %s: moved to %s and run again: %s", len(stale),
+                    "by resume=false" if not resume else "were run with other settings", dest,
+                    ", ".join(c.key for c in stale[:5]) + (" ..." if len(stale) > 5 else ""))
+        for c in stale:
+            prevs[c.key] = None
     records = []
     for i, cell in enumerate(cells):
-        prev = load_cell(results_dir, cell)
-        fp = fingerprint(cell) if fingerprint else None
-        if prev and prev.get("status") == "done" and not force:
-            if fp is None or prev.get("fingerprint") == fp:
-                log.info("[%d/%d] %s: done already, skipped", i + 1, len(cells), cell.key)
-                records.append(prev)
-                continue
-            log.warning("[%d/%d] %s: finished with other settings (fingerprint %s, now %s): running again",
-                        i + 1, len(cells), cell.key, prev.get("fingerprint"), fp)
+        prev, fp = prevs[cell.key], fps[cell.key]
+        if prev and prev.get("status") == "done":
+            log.info("[%d/%d] %s: done already, skipped", i + 1, len(cells), cell.key)
+            records.append(prev)
+            continue
         log.info("[%d/%d] %s: running", i + 1, len(cells), cell.key)
         t0 = time.perf_counter()
         rec = {**asdict(cell), "key": cell.key, **({"fingerprint": fp} if fp else {})}

@@ -35,7 +35,9 @@ class ProbeConfig:
     device: str = "auto"
     set_root: str | None = None  # probe-set cache (default ~/.cache/pixio_robot/probe_sets)
     run_dir: str = "runs/probe"
-    force: bool = False  # re-run finished cells
+    # true: finished cells are skipped, cells run with other settings are moved to previous/<time>/ and
+    # run again; false: every finished cell is moved there and run again (nothing is deleted)
+    resume: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -217,8 +217,17 @@ def run_probe(cfg, run_dir: str | Path | None = None) -> dict:
         return _run_probe(cfg, out)
 
 
+# keys a re-run may change without making it another probe run (the cells' fingerprints decide what re-runs)
+PROBE_FREE_KEYS = ("run_dir", "resume", "device", "batch_size", "set_root", "progress")
+
+
 def _run_probe(cfg, out: Path) -> dict:
     from pixio_robot.probe.report import write_report
+    from pixio_robot.utils.run import prepare_run_dir, to_plain
+    from pixio_robot.utils.rundir import keep_previous_records
+
+    keep_previous_records(out, to_plain(cfg), PROBE_FREE_KEYS, "probe")
+    prepare_run_dir(out, cfg)
 
     tasks = [t.removeprefix("metaworld/") for t in cfg.envs]
     set_args = dict(episodes=cfg.n_episodes, steps=cfg.steps, every=cfg.every, size=cfg.image_size,
@@ -259,7 +268,7 @@ def _run_probe(cfg, out: Path) -> dict:
         finally:
             bar.update(1)
 
-    records = run_grid(cells, tracked, out, force=cfg.force,
+    records = run_grid(cells, tracked, out, resume=cfg.resume,
                        fingerprint=lambda c: f"{protocol}|{digests[c.encoder]}")
     bar.close()
     failed = [r["key"] for r in records if r.get("status") == "failed"]

@@ -153,7 +153,16 @@ def write_summary(out: Path, cfg: QuickstartConfig, pre: dict, bench: dict, medi
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
-    """Run the four steps (each resumes); return the report paths and timings."""
+    """Run the four steps (each resumes); return the report paths and timings. The run dir is
+    locked for the whole run (a second quickstart there stops at once naming this one); each step
+    guards its own subdirectory (pretrain/, bc/) as its entry does."""
+    from pixio_robot.utils.rundir import run_dir_lock
+
+    with run_dir_lock(Path(cfg.run_dir)):
+        return _run_quickstart(cfg)
+
+
+def _run_quickstart(cfg: QuickstartConfig) -> dict:
     import torch
 
     from pixio_robot.benchmark import run_benchmark

@@ -37,6 +37,7 @@ RENAMED_KEYS = {
     "threads": "num_threads", "grad_clip": "clip_grad", "checkpoint_every": "ckpt_every",
     "checkpoint_replay_buffer": "ckpt_replay_buffer",
     "img_size": "image_size", "pretrain_img_size": "pretrain_image_size", "vectorization": "vector_mode",
+    "force": "resume=false",
 }
 
 
@@ -44,7 +45,7 @@ def _key_hint(key: str, fields: list[str]) -> str:
     """" (renamed: use X)" / " (did you mean X?)" / "" for an unknown dotted `key` among `fields`."""
     leaf = str(key).rsplit(".", 1)[-1]
     new = RENAMED_KEYS.get(leaf)
-    if new is not None and new in fields:
+    if new is not None and new.split("=")[0] in fields:
         return f" (renamed: use {str(key)[:len(str(key)) - len(leaf)]}{new})"
     m = difflib.get_close_matches(leaf, fields, n=3)
     return f" (did you mean {' / '.join(m)}?)" if m else ""

@@ -92,6 +92,7 @@ def run_dir_lock(run_dir: str | Path, lock_path: str | Path | None = None) -> It
     """Hold an exclusive, non-blocking lock on `run_dir` for the block (see module doc);
     `lock_path` puts the lock file elsewhere (e.g. beside a dataset root that must not exist yet)."""
     run_dir = Path(run_dir)
+    created = lock_path is None and not run_dir.exists()
     path = Path(lock_path) if lock_path is not None else ensure_writable(run_dir) / LOCK_NAME
     if lock_path is not None:
         ensure_writable(path.parent)
@@ -116,6 +117,11 @@ def run_dir_lock(run_dir: str | Path, lock_path: str | Path | None = None) -> It
         _HELD.discard(key)
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
+        if created:  # a run that wrote nothing (bad input) leaves no empty directory behind
+            with contextlib.suppress(OSError):
+                if [p.name for p in run_dir.iterdir()] == [LOCK_NAME]:
+                    path.unlink()
+                    run_dir.rmdir()
         fcntl.lockf(fd, fcntl.LOCK_UN)
         os.close(fd)  # (closing any fd of the file drops a POSIX lock: nothing else here opens it)
 
@@ -151,7 +157,8 @@ def read_config(run_dir: Path) -> dict | None:
 
 
 def move_aside(run_dir: Path, names: Iterable[str]) -> Path | None:
-    """Move the artifacts `names` present in `run_dir` to `run_dir/previous/<time>/`; None if none."""
+    """Move the artifacts `names` present in `run_dir` to `run_dir/previous/<time>/` (a name may be a
+    relative path, `cells/<key>.json`, kept as such there); None if none."""
     present = [a for a in names if (run_dir / a).exists()]
     if not present:
         return None
@@ -162,7 +169,22 @@ def move_aside(run_dir: Path, names: Iterable[str]) -> Path | None:
         i += 1
     dest.mkdir(parents=True)
     for a in present:
+        (dest / a).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(run_dir / a), str(dest / a))
+    return dest
+
+
+def keep_previous_records(run_dir: Path, config: dict, free_keys: Iterable[str], entry: str) -> Path | None:
+    """For a grid entry (benchmark, probe), whose cells carry their own fingerprints: when `run_dir`'s
+    `config.yaml` records other settings, move it (with git.txt, command.txt) to `previous/<time>/`
+    before the new run writes its own, so no record of the earlier run is overwritten."""
+    old = read_config(run_dir)
+    diffs = config_diff(old, config, free_keys) if old is not None else []
+    if not diffs:
+        return None
+    dest = move_aside(run_dir, _RECORD_FILES)
+    _log().warning("%s: %s was run with other settings (%s): its config.yaml moved to %s", entry, run_dir,
+                   "; ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else ""), dest)
     return dest
 
 
@@ -256,4 +278,4 @@ def _log():
 
 
 __all__ = ["RunDir", "LOCK_NAME", "RunDirBusy", "RunDirError", "config_diff", "describe_holder", "ensure_writable", "flat",
-           "move_aside", "read_config", "refuse_message", "run_dir_lock"]
+           "keep_previous_records", "move_aside", "read_config", "refuse_message", "run_dir_lock"]

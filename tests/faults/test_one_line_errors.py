@@ -1,9 +1,11 @@
-"""Failures a user can fix end in one `error:` line: an unwritable run dir (every entry), a
-mistyped key with or without `+`, an unknown env in evaluate, an unreadable checkpoint."""
+"""Failures a user can fix end in one `error:` line: an unwritable run dir (every entry: a path
+under a regular file, and a read-only parent), a mistyped key with or without `+`, an unknown env in
+evaluate, an unreadable checkpoint."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,13 @@ ENTRIES = {
     "rl": ["pixio_robot.rl", "run_dir={bad}"],
     "collect": ["pixio_robot.collect", "hydra.run.dir={bad}", "root={bad}/demos"],
     "benchmark": ["pixio_robot.benchmark", "run_dir={bad}"],
+    "evaluate": ["pixio_robot.evaluate", "policy={bad}/policy", "run_dir={bad}"],
+    "probe": ["pixio_robot.probe", "run_dir={bad}"],
+    "quickstart": ["pixio_robot.quickstart", "run_dir={bad}"],
 }
+# root ignores mode bits unless it runs without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (util-linux's setpriv)
+NO_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
+          "-dac_override,-dac_read_search"]
 
 
 def _one_error_line(r: subprocess.CompletedProcess) -> str:
@@ -30,10 +38,10 @@ def _one_error_line(r: subprocess.CompletedProcess) -> str:
     return err[0]
 
 
-def _run_all(cmds: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess]:
+def _run_all(cmds: dict[str, list[str]], cwd: Path, prefix: tuple[str, ...] = ()) -> dict[str, subprocess.CompletedProcess]:
     """Start them together (each is mostly import time), then collect."""
-    procs = {k: subprocess.Popen([sys.executable, "-m", *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, env=ENV, cwd=cwd) for k, c in cmds.items()}
+    procs = {k: subprocess.Popen([*prefix, sys.executable, "-m", *c], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=ENV, cwd=cwd) for k, c in cmds.items()}
     out = {}
     for k, p in procs.items():
         stdout, stderr = p.communicate(timeout=180)
@@ -57,16 +65,22 @@ def test_unwritable_run_dir_and_mistyped_keys_are_one_line(tmp_path):
     assert blocker.read_text() == "x"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores mode bits; the <file>/sub case above covers root")
-def test_read_only_parent_is_one_error(tmp_path):
-    from pixio_robot.utils.rundir import RunDirError, ensure_writable
-
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"),
+                    reason="root ignores mode bits and util-linux's setpriv is missing")
+def test_read_only_parent_is_one_error_for_every_entry(tmp_path):
+    """run_dir=<read-only dir>/run: every entry stops with one line naming the path, writes nothing."""
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
+    bad = ro / "run"
     try:
-        with pytest.raises(RunDirError, match=rf"cannot write the run directory {ro / 'run'}: Permission denied"):
-            ensure_writable(ro / "run")
+        res = _run_all({k: [a.format(bad=bad) for a in c] for k, c in ENTRIES.items() if k != "collect"}
+                       | {"collect": ["pixio_robot.collect", f"hydra.run.dir={bad}", f"root={tmp_path / 'demos'}"]},
+                       tmp_path, tuple(NO_DAC) if os.geteuid() == 0 else ())
+        for k, r in res.items():
+            line = _one_error_line(r)
+            assert str(bad) in line and "Permission denied" in line, (k, line)
+        assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o755)
 
