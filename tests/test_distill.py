@@ -139,7 +139,7 @@ def test_distill_run_learns_resumes_and_exports_the_student(teacher_dir, tmp_pat
     from pixio_robot.pretrain.score import run_score
 
     with pytest.raises(ValueError, match="distillation run"):
-        run_score(ScoreConfig(checkpoint=str(tmp_path / "full"), output=str(tmp_path / "s.parquet")))
+        run_score(ScoreConfig(checkpoint=str(tmp_path / "full"), scores=str(tmp_path / "s.parquet")))
 
 
 def test_distill_under_single_process_fsdp2_matches_plain(teacher_dir, tmp_path):

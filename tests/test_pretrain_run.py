@@ -173,13 +173,17 @@ def test_score_then_loss_based_sampling(tmp_path):
     cfg = cfg_for(tmp_path / "run", "steps=4")
     run_pretrain(cfg)
     out = tmp_path / "scores.parquet"
-    summary = run_score(ScoreConfig(checkpoint=str(tmp_path / "run"), output=str(out), data=cfg.data, batch_size=10))
+    summary = run_score(ScoreConfig(checkpoint=str(tmp_path / "run"), scores=str(out), data=cfg.data, batch_size=10))
     table = pq.read_table(out).to_pydict()
     assert summary["scored"] == len(table["id"]) == 32 and len(set(table["id"])) == 32
     assert all(i.startswith("sim/gym/Pusher-v5/") for i in table["id"]) and np.isfinite(table["loss"]).all()
-    again = run_score(ScoreConfig(checkpoint=str(tmp_path / "run"), output=str(tmp_path / "b.parquet"),
+    again = run_score(ScoreConfig(checkpoint=str(tmp_path / "run"), scores=str(tmp_path / "b.parquet"),
                                   data=cfg.data, batch_size=7))
     assert again["loss_mean"] == pytest.approx(summary["loss_mean"], abs=1e-6)  # independent of batching
+    few = run_score(ScoreConfig(checkpoint=str(tmp_path / "run"), scores=str(tmp_path / "b.parquet"),
+                                data=cfg.data, batch_size=4, max_samples=5))
+    kept = list((tmp_path / "previous").glob("*/b.parquet"))  # the earlier file is moved aside, not overwritten
+    assert few["scored"] == 5 and len(kept) == 1 and len(pq.read_table(kept[0])) == 32
     tau = 2.0 * float(np.mean(table["loss"]))  # keep about half
     expect = float(np.minimum(np.asarray(table["loss"]) / tau, 1).mean())
     res = run_pretrain(cfg_for(tmp_path / "curated", "steps=12", "curation=scores", f"curation.scores={out}",

@@ -37,7 +37,7 @@ def student_name(name: str) -> str:
 class Projector(nn.Sequential):
     """Student width -> teacher width: Linear -> LayerNorm -> GELU -> Linear (the paper's head)."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int = 0) -> None:
+    def __init__(self, in_dim: int, out_dim: int, hidden: int | None = None) -> None:
         hidden = hidden or out_dim
         super().__init__(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, out_dim))
         self.apply(init_weights)
@@ -51,7 +51,7 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class DistilledStudent(nn.Module):
     """A distillation checkpoint read back without its teacher: `student` (= `encoder`) + `projector`."""
 
-    def __init__(self, config: dict, teacher_dim: int, projector_hidden: int) -> None:
+    def __init__(self, config: dict, teacher_dim: int, projector_hidden: int | None) -> None:
         super().__init__()
         from pixio_robot.models.config import EncoderConfig, config_from_dict
 
@@ -67,7 +67,7 @@ class PixioDistill(nn.Module):
     """Student + projector (trained) distilled from a frozen `teacher` encoder."""
 
     def __init__(self, student: PixioEncoder, teacher: PixioEncoder, mask_ratio: float = 0.0,
-                 mask_block: int = 4, cls_weight: float = 0.5, projector_hidden: int = 0) -> None:
+                 mask_block: int = 4, cls_weight: float = 0.5, projector_hidden: int | None = None) -> None:
         super().__init__()
         if student.num_cls_tokens != teacher.num_cls_tokens:
             raise ValueError(f"the student has {student.num_cls_tokens} class tokens and the teacher "

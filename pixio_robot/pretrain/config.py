@@ -132,7 +132,7 @@ class CurationConfig:
     def __post_init__(self) -> None:
         if self.require_scores and not self.scores:
             raise ValueError("curation=scores needs curation.scores=<scores.parquet>, written by "
-                             "`python -m pixio_robot.pretrain.score checkpoint=<run dir> output=scores.parquet`")
+                             "`python -m pixio_robot.pretrain.score checkpoint=<run dir> scores=scores.parquet`")
         if self.entropy_threshold < 0 or self.min_resolution < 0:
             raise ValueError("curation.entropy_threshold and curation.min_resolution must be >= 0")
         if self.tau <= 0:
@@ -150,7 +150,7 @@ class DistillConfig:
     mask_ratio: float = 0.0
     mask_block: int = 4
     cls_weight: float = 0.5
-    projector_hidden: int = 0  # 0: the teacher's width
+    projector_hidden: int | None = None  # hidden width of the projector head; None: the teacher's width
     required: bool = False  # set by experiment=distill_*: a run without `teacher` is an error
 
     def __post_init__(self) -> None:
@@ -254,13 +254,13 @@ class ScoreConfig:
     """`python -m pixio_robot.pretrain.score`: per-sample reconstruction losses of a checkpoint."""
 
     checkpoint: str = MISSING  # a pretraining run dir, checkpoint dir or `save_model` directory
-    output: str = "scores.parquet"
+    scores: str = "scores.parquet"  # the parquet file written (the same key curation reads: curation.scores=)
     data: DataConfig = field(default_factory=DataConfig)
     image_size: int | None = None  # None: the model's
     batch_size: int = 64
     num_masks: int = 2  # masks averaged per image
     seed: int = 0
-    max_samples: int = 0  # 0 = every sample of every source once
+    max_samples: int | None = None  # stop after this many samples; None: every sample of every source once
     device: str = "auto"
 
     def __post_init__(self) -> None:

@@ -64,7 +64,7 @@ class ScoreTable:
         path = Path(path).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"curation.scores file {path} does not exist; write it with "
-                                    "`python -m pixio_robot.pretrain.score checkpoint=<run> output={path}`")
+                                    "`python -m pixio_robot.pretrain.score checkpoint=<run> scores={path}`")
         table = pq.read_table(path, columns=["id", "loss"])
         if table.num_rows == 0:
             raise ValueError(f"curation.scores file {path} holds no rows")

@@ -1,6 +1,6 @@
 """`python -m pixio_robot.pretrain.score`: per-sample reconstruction losses for loss-based curation.
 
-  python -m pixio_robot.pretrain.score checkpoint=runs/pretrain/tiny_cpu output=scores.parquet [data=...]
+  python -m pixio_robot.pretrain.score checkpoint=runs/pretrain/tiny_cpu scores=scores.parquet [data=...]
 
 Every sample of every configured source is seen once, centre-cropped to a square and resized
 (bicubic) to the model's resolution, and scored by the MAE loss averaged over `num_masks` random
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ def per_sample_loss(model: PixioMAE, imgs: torch.Tensor, ids_keep: torch.Tensor)
 
 
 def run_score(cfg: ScoreConfig) -> dict:
-    """Score every sample; write `cfg.output`; return a summary."""
+    """Score every sample; write `cfg.scores`; return a summary."""
     device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_mae(cfg.checkpoint).to(device).eval()
     if not isinstance(model, PixioMAE):
@@ -105,21 +106,26 @@ def run_score(cfg: ScoreConfig) -> dict:
         buf_imgs.append(_square(img, size))
         if len(buf_ids) == cfg.batch_size:
             flush()
-        if cfg.max_samples and len(ids) + len(buf_ids) >= cfg.max_samples:
+        if cfg.max_samples is not None and len(ids) + len(buf_ids) >= cfg.max_samples:
             break
     if buf_ids:
         flush()
     if not ids:
         raise ValueError(f"no sample could be scored ({stats['corrupt']} corrupt) in {[s.path for s in sources]}")
-    write_scores(cfg.output, ids, losses, {"checkpoint": str(cfg.checkpoint), "num_masks": cfg.num_masks,
+    out = Path(cfg.scores)
+    if out.exists():  # no run overwrites another's results: the earlier file goes to previous/<time>/
+        from pixio_robot.utils.rundir import move_aside
+
+        log.info("score: %s exists: moved it to %s", out, move_aside(out.parent, [out.name]))
+    write_scores(cfg.scores, ids, losses, {"checkpoint": str(cfg.checkpoint), "num_masks": cfg.num_masks,
                                            "img_size": size, "seed": cfg.seed})
     arr = np.asarray(losses)
-    summary = {"output": str(cfg.output), "scored": len(ids), "corrupt": stats["corrupt"],
+    summary = {"scores": str(cfg.scores), "scored": len(ids), "corrupt": stats["corrupt"],
                "corrupt_shards": stats.get("corrupt_shards", 0), "loss_mean": float(arr.mean()),
                "loss_median": float(np.median(arr)), "loss_p10": float(np.percentile(arr, 10)),
                "loss_p90": float(np.percentile(arr, 90))}
     log.info("scored %d samples (%d corrupt skipped) -> %s | loss mean %.4f, median %.4f, p10 %.4f, p90 %.4f",
-             len(ids), stats["corrupt"], cfg.output, summary["loss_mean"], summary["loss_median"],
+             len(ids), stats["corrupt"], cfg.scores, summary["loss_mean"], summary["loss_median"],
              summary["loss_p10"], summary["loss_p90"])
     return summary
 

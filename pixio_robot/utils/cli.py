@@ -37,7 +37,7 @@ RENAMED_KEYS = {
     "threads": "num_threads", "grad_clip": "clip_grad", "checkpoint_every": "ckpt_every",
     "checkpoint_replay_buffer": "ckpt_replay_buffer",
     "img_size": "image_size", "pretrain_img_size": "pretrain_image_size", "vectorization": "vector_mode",
-    "force": "resume=false",
+    "force": "resume=false", "output": "scores",
 }
 
 
