@@ -173,7 +173,7 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, run_dir: Path) -> dict:
     streaming = [i for i, s in enumerate(sources) if not s.indexed]
     tracker = LaneTracker(world * max(num_workers, 1), len(streaming), saved_data, sources=sources)
     tracker.corrupt_files.update(dict.fromkeys(prior["corrupt_files"]))
-    tracker.converted = [int(prior["converted"].get(src.name, 0)) for src in sources]
+    tracker.converted = [dict.fromkeys(prior["converted"].get(src.name, [])) for src in sources]
     if tracker.restarted:
         log.warning("the saved data position is for another rank / worker layout; continuing after it")
     stream = PretrainStream(sources, cfg.data, cfg.curation, seed=cfg.seed, img_size=cfg.model.image_size,
@@ -300,7 +300,7 @@ def _resume(cfg: PretrainConfig, ckpt_root: Path, raw, model, optimizer):
             continue
         start, saved_data, loss_start = state["step"], state["data"], state.get("loss_start")
         prior = {"curation": state.get("curation_totals"), "history": state.get("loss_history", []),
-                 "corrupt_files": state.get("corrupt_files", []), "converted": state.get("high_bit_depth", {})}
+                 "corrupt_files": state.get("corrupt_files", []), "converted": state.get("high_bit_depth_files", {})}
         if state["rng"] is not None:
             set_rng_state(state["rng"])
         log.info("resumed from %s (step %d)", ckpt, start)
@@ -499,9 +499,13 @@ def _file_stats(tracker: LaneTracker) -> dict:
     corrupt: dict[str, None] = {}
     for part in _gather(list(tracker.corrupt_files)):
         corrupt.update(dict.fromkeys(part))
-    converted = [sum(col) for col in zip(*_gather(tracker.converted))] if tracker.converted else []
+    converted: list[dict[str, None]] = [{} for _ in tracker.sources]
+    for part in _gather([list(d) for d in tracker.converted]):
+        for seen, ids in zip(converted, part):
+            seen.update(dict.fromkeys(ids))
     return {"corrupt_files": list(corrupt),
-            "high_bit_depth": {src.name: int(n) for src, n in zip(tracker.sources, converted)}}
+            "high_bit_depth": {src.name: len(ids) for src, ids in zip(tracker.sources, converted)},
+            "high_bit_depth_files": {src.name: list(ids) for src, ids in zip(tracker.sources, converted)}}
 
 
 def _report_files(stats: dict, draws: int, run_dir: Path) -> dict:
@@ -520,7 +524,7 @@ def _report_files(stats: dict, draws: int, run_dir: Path) -> dict:
         out["corrupt_files_list"] = str(path)
     for name, n in stats["high_bit_depth"].items():
         if n:
-            log.info("source %r: %d high-bit-depth image decode(s) converted to 8 bits by their range", name, n)
+            log.info("source %r: %d distinct high-bit-depth image(s) converted to 8 bits by their range", name, n)
     return out
 
 

@@ -219,7 +219,8 @@ class PretrainStream(IterableDataset):
         last = dict.fromkeys(STAT_KEYS, 0)
         corrupt_seen: set[str] = set()  # distinct corrupt files this lane met (draws are counted apart)
         new_corrupt: list[str] = []
-        converted = [0] * len(self.sources)  # high-bit-depth images decoded, per source, since the last batch
+        converted_seen: set[str] = set()  # distinct high-bit-depth images this lane decoded
+        converted: list[list[str]] = [[] for _ in self.sources]  # new ones per source, since the last batch
         while True:
             imgs = np.empty((self.batch_size, 3, self.img_size, self.img_size), dtype=np.uint8)
             noise = np.empty((self.batch_size, self.noise_dim), dtype=np.float32)
@@ -244,7 +245,9 @@ class PretrainStream(IterableDataset):
                     try:
                         img, entropy = decode_for_crop(load, crop, self.data.jpeg_draft,
                                                        bool(self.curation.entropy_threshold))
-                        converted[s] += DECODE_COUNTS["high_bit_depth"] > high_bit
+                        if DECODE_COUNTS["high_bit_depth"] > high_bit and sid not in converted_seen:
+                            converted_seen.add(sid)
+                            converted[s].append(sid)
                     except CorruptSample as e:
                         curator.stats["corrupt"] += 1
                         if sid not in corrupt_seen:
@@ -278,8 +281,8 @@ class PretrainStream(IterableDataset):
                      "lane": torch.tensor(lane), "num_lanes": torch.tensor(num_lanes),
                      "state": torch.tensor([pos] + [counts[s] for s in self.streaming], dtype=torch.int64),
                      "stats": torch.tensor(delta, dtype=torch.int64),
-                     "converted": torch.tensor(converted, dtype=torch.int64), "corrupt_ids": new_corrupt}
-            new_corrupt, converted = [], [0] * len(self.sources)
+                     "converted_ids": converted, "corrupt_ids": new_corrupt}
+            new_corrupt, converted = [], [[] for _ in self.sources]
             if self.with_ids:
                 batch["ids"] = ids
             yield batch
@@ -292,7 +295,7 @@ class LaneTracker:
                  sources: list[Source] | None = None) -> None:
         self.num_lanes = num_lanes
         self.sources = list(sources or [])
-        self.converted = [0] * len(self.sources)  # high-bit-depth images decoded, per source
+        self.converted: list[dict[str, None]] = [{} for _ in self.sources]  # distinct high-bit-depth images
         self.corrupt_files: dict[str, None] = {}  # distinct corrupt sample ids, in the order met
         self.states: dict[int, list[int]] = {}
         self.restarted = False
@@ -311,12 +314,12 @@ class LaneTracker:
         for k, v in zip(STAT_KEYS, batch["stats"].tolist()):
             self.totals[k] += v
         self.corrupt_files.update(dict.fromkeys(batch.get("corrupt_ids", ())))
-        if "converted" in batch and self.sources:
-            for i, n in enumerate(batch["converted"].tolist()):
-                if n and not self.converted[i]:
+        if "converted_ids" in batch and self.sources:
+            for i, new in enumerate(batch["converted_ids"]):
+                if new and not self.converted[i]:
                     log.info("%s: decoding 16-bit / 32-bit / float images to 8 bits by the range of their type "
                              "(16-bit: value >> 8); the count is in results.json", self.sources[i].describe())
-                self.converted[i] += n
+                self.converted[i].update(dict.fromkeys(new))
 
     def state_dict(self, rank: int = 0, world_size: int = 1) -> dict:
         """Positions of this rank's lanes (lane // lanes-per-rank == rank): the other ranks' entries

@@ -21,11 +21,14 @@ from .conftest import ENV, ROOT, compose, run_cli, snapshot, wait_for
 pytestmark = pytest.mark.usefixtures("private_sim_cache")
 
 
-def _images(folder: Path, n_good: int = 6, bad: tuple[str, ...] = ("bad0.png", "bad1.png", "bad2.png")) -> Path:
+def _images(folder: Path, n_good: int = 6, bad: tuple[str, ...] = ("bad0.png", "bad1.png", "bad2.png"),
+            n_16bit: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(n_good):
         Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / f"ok{i}.png")
+    for i in range(n_16bit):  # 16-bit grey PNGs (PIL mode I;16)
+        Image.fromarray(rng.integers(0, 65535, (64, 64), dtype=np.uint16)).save(folder / f"deep{i}.png")
     for name in bad:
         (folder / name).write_bytes(b"not an image")
     return folder
@@ -40,8 +43,10 @@ def _pretrain_cfg(run_dir: Path, images: Path, *extra: str):
 def test_pretrain_guard_and_distinct_corrupt_files(tmp_path):
     from pixio_robot.pretrain import run_pretrain
 
-    images, run = _images(tmp_path / "imgs"), tmp_path / "run"
+    images, run = _images(tmp_path / "imgs", n_16bit=2), tmp_path / "run"
     out = run_pretrain(_pretrain_cfg(run, images))
+    # 2 of the 11 files are 16-bit: 48 draws meet each several times, and 2 distinct images are counted
+    assert out["high_bit_depth_converted"] == {"folder": 2}
     # 3 bad files, drawn many times: the file count is 3, the draws are counted apart
     assert out["corrupt_files"] == 3 and out["corrupt_draws"] == out["curation"]["corrupt"] > 3
     assert sorted((run / "corrupt_files.txt").read_text().split()) == ["folder/bad0.png", "folder/bad1.png",
@@ -52,7 +57,7 @@ def test_pretrain_guard_and_distinct_corrupt_files(tmp_path):
     assert snapshot(run) == before  # refused before anything was written
     again = run_pretrain(_pretrain_cfg(run, images))  # same settings: finished, nothing trained
     assert again["resumed_from"] == 6 and again["loss_history"] == out["loss_history"]
-    assert again["corrupt_files"] == 3  # carried over from the checkpoint
+    assert again["corrupt_files"] == 3 and again["high_bit_depth_converted"] == {"folder": 2}  # from the checkpoint
     old_ckpt = {k: v for k, v in before.items() if k.startswith("checkpoints/")}
     run_pretrain(_pretrain_cfg(run, images, "seed=1", "resume=false"))
     (aside,) = (run / "previous").iterdir()  # moved, byte for byte
