@@ -3,6 +3,7 @@ plugin's `pixio_act`) through the project's evaluator, checked against LeRobot's
 pipeline (preprocess_observation -> preprocessor -> select_action -> postprocessor)."""
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -120,6 +121,23 @@ def test_evaluate_entry_runs_a_lerobot_dir(saved, tmp_path):
         rows = list(csv.DictReader(f))
     assert [(r["episode"], r["length"]) for r in rows] == [("0", "10"), ("1", "10")]
     assert (tmp_path / "eval" / "videos" / "episode_0000.mp4").stat().st_size > 0
+
+    # the run dir is guarded like every entry's: the same settings return the saved result untouched,
+    # other settings are refused naming the difference, resume=false moves the first run aside
+    from faults.conftest import snapshot
+
+    from pixio_robot.evaluate.loop import EVALUATE_ARTIFACTS
+
+    before = snapshot(tmp_path / "eval")
+    assert run_evaluate(dataclasses.replace(cfg, n_envs=1))["n_episodes"] == 2  # n_envs: a run-time knob
+    assert snapshot(tmp_path / "eval") == before
+    with pytest.raises(ValueError, match=r"other settings: n_episodes: 2 -> 1.*resume=false"):
+        run_evaluate(dataclasses.replace(cfg, n_episodes=1))
+    assert snapshot(tmp_path / "eval") == before
+    assert run_evaluate(dataclasses.replace(cfg, n_episodes=1, resume=False))["n_episodes"] == 1
+    (aside,) = (tmp_path / "eval" / "previous").iterdir()
+    assert {k: v[0] for k, v in snapshot(aside).items()} == {
+        k: v[0] for k, v in before.items() if k.split("/")[0] in EVALUATE_ARTIFACTS}
 
 
 @pytest.mark.parametrize("cams, state, msg", [

@@ -128,6 +128,15 @@ def test_probe_entry_end_to_end_resumes(tmp_path):
     again = run_probe(cfg)  # resume: nothing re-rendered, finished cells skipped
     assert again["failed"] == [] and [p.stat().st_mtime_ns for p in sets] == mtimes
     assert (tmp_path / "probe" / "cells" / "drawer-open-v3__pixels__s0.json").read_text() == before
+    # other settings (a cell-protocol key): every finished cell and the old records are moved aside, not overwritten
+    with initialize_config_module("pixio_robot.configs.probe", version_base="1.3"):
+        other = OmegaConf.to_object(compose("config", overrides=[*overrides, "bootstrap_reps=100"]))
+    assert run_probe(other)["failed"] == [] and [p.stat().st_mtime_ns for p in sets] == mtimes
+    (aside,) = (tmp_path / "probe" / "previous").iterdir()
+    assert (aside / "cells" / "drawer-open-v3__pixels__s0.json").read_text() == before
+    assert len(list((aside / "cells").glob("*.json"))) == 8 and (aside / "report" / "probes.md").exists()
+    assert "bootstrap_reps: 200" in (aside / "config.yaml").read_text()
+    assert "bootstrap_reps: 100" in (tmp_path / "probe" / "config.yaml").read_text()
 
 
 def test_floors_random_init_of_the_same_architecture_and_pixels(tmp_path):

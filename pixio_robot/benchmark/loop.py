@@ -180,8 +180,9 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path) -> dict:
     from pixio_robot.utils.run import prepare_run_dir, to_plain
     from pixio_robot.utils.rundir import keep_previous_records
 
+    aside = None
     if cfg.cell is None:  # a cell= job shares out with its siblings: the grid's records are the launcher's
-        keep_previous_records(out, to_plain(cfg), BENCHMARK_FREE_KEYS, "benchmark")
+        aside = keep_previous_records(out, to_plain(cfg), BENCHMARK_FREE_KEYS, "benchmark")
         prepare_run_dir(out, cfg)
     cells = grid_cells(cfg)
     todo = cells
@@ -192,7 +193,7 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path) -> dict:
     if not cfg.report_only:
         log.info("benchmark %s: %d cells (%d tasks x %d encoders x %d seeds) -> %s", cfg.suite.name, len(cells),
                  len(cfg.envs or cfg.suite.envs), len(cfg.encoders), len(cfg.seeds or cfg.suite.seeds), out)
-        run_grid(todo, lambda c: run_cell(cfg, c), out, resume=cfg.resume,
+        run_grid(todo, lambda c: run_cell(cfg, c), out, resume=cfg.resume, aside=aside,
                  fingerprint=lambda c: cell_fingerprint(cfg, c))
     records = collect_records(out, cells)
     # a finished cell recorded under other settings (report_only, or a run of one cell=...) is not

@@ -75,19 +75,20 @@ def is_done(results_dir: str | Path, cell: Cell) -> bool:
 
 def run_grid(cells: list[Cell], run_cell: Callable[[Cell], dict], results_dir: str | Path, *,
              resume: bool = True, raise_errors: bool = False,
-             fingerprint: Callable[[Cell], str] | None = None) -> list[dict]:
+             fingerprint: Callable[[Cell], str] | None = None, aside: Path | None = None) -> list[dict]:
     """Run every cell not already done; return all cell records (done, failed or skipped-done).
 
     `fingerprint(cell)` digests the settings that change a cell's result (suite protocol, encoder
     weights reference, ...): a finished cell recorded under another fingerprint is moved aside
-    (`previous/<time>/cells/`) and run again; `resume=false` does that to every finished cell.
+    (`previous/<time>/cells/`, or `aside`: where the caller moved that run's records) and run again;
+    `resume=false` does that to every finished cell.
     """
     fps = {c.key: fingerprint(c) if fingerprint else None for c in cells}
     prevs = {c.key: load_cell(results_dir, c) for c in cells}
     stale = [c for c in cells if prevs[c.key] and prevs[c.key].get("status") == "done"
              and (not resume or (fps[c.key] is not None and prevs[c.key].get("fingerprint") != fps[c.key]))]
     if stale:
-        dest = move_aside(Path(results_dir), [f"cells/{c.key}.json" for c in stale] + ["report"])
+        dest = move_aside(Path(results_dir), [f"cells/{c.key}.json" for c in stale] + ["report"], aside)
         log.warning("%d finished cell(s) %s: moved to %s and run again: %s", len(stale),
                     "by resume=false" if not resume else "were run with other settings", dest,
                     ", ".join(c.key for c in stale[:5]) + (" ..." if len(stale) > 5 else ""))

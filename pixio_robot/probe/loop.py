@@ -226,7 +226,7 @@ def _run_probe(cfg, out: Path) -> dict:
     from pixio_robot.utils.run import prepare_run_dir, to_plain
     from pixio_robot.utils.rundir import keep_previous_records
 
-    keep_previous_records(out, to_plain(cfg), PROBE_FREE_KEYS, "probe")
+    aside = keep_previous_records(out, to_plain(cfg), PROBE_FREE_KEYS, "probe")
     prepare_run_dir(out, cfg)
 
     tasks = [t.removeprefix("metaworld/") for t in cfg.envs]
@@ -268,7 +268,7 @@ def _run_probe(cfg, out: Path) -> dict:
         finally:
             bar.update(1)
 
-    records = run_grid(cells, tracked, out, resume=cfg.resume,
+    records = run_grid(cells, tracked, out, resume=cfg.resume, aside=aside,
                        fingerprint=lambda c: f"{protocol}|{digests[c.encoder]}")
     bar.close()
     failed = [r["key"] for r in records if r.get("status") == "failed"]

@@ -156,18 +156,20 @@ def read_config(run_dir: Path) -> dict | None:
         return None
 
 
-def move_aside(run_dir: Path, names: Iterable[str]) -> Path | None:
+def move_aside(run_dir: Path, names: Iterable[str], dest: Path | None = None) -> Path | None:
     """Move the artifacts `names` present in `run_dir` to `run_dir/previous/<time>/` (a name may be a
-    relative path, `cells/<key>.json`, kept as such there); None if none."""
+    relative path, `cells/<key>.json`, kept as such there), or into `dest` (one earlier run's files
+    moved in two steps stay together); None if none."""
     present = [a for a in names if (run_dir / a).exists()]
     if not present:
         return None
-    dest = run_dir / "previous" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    i = 1
-    while dest.exists():
-        dest = dest.with_name(f"{dest.name.split('.')[0]}.{i}")
-        i += 1
-    dest.mkdir(parents=True)
+    if dest is None:
+        dest = run_dir / "previous" / time.strftime("%Y-%m-%d_%H-%M-%S")
+        i = 1
+        while dest.exists():
+            dest = dest.with_name(f"{dest.name.split('.')[0]}.{i}")
+            i += 1
+    dest.mkdir(parents=True, exist_ok=True)
     for a in present:
         (dest / a).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(run_dir / a), str(dest / a))

@@ -1,5 +1,5 @@
 """Run directories under faults, for every entry that writes one (pretrain, train, rl, collect,
-benchmark): a re-run with other settings is refused (nothing overwritten, checked by bytes and
+benchmark, probe, evaluate, quickstart): a re-run with other settings is refused (nothing overwritten, checked by bytes and
 mtimes) or moved aside with resume=false; a second process is refused naming the holder; a
 SIGKILLed pretraining resumes to the losses of an uninterrupted run; distinct corrupt files."""
 
@@ -148,10 +148,14 @@ def test_second_process_is_refused_for_every_entry(tmp_path, lock_holder):
     """A real process holds each run dir's lock; every entry stops at once naming it."""
     from pixio_robot.benchmark import run_benchmark
     from pixio_robot.collect import CollectConfig, run_collect
+    from pixio_robot.evaluate import EvaluateConfig, run_evaluate
+    from pixio_robot.probe.config import ProbeConfig
+    from pixio_robot.probe.loop import run_probe
+    from pixio_robot.quickstart import QuickstartConfig, run_quickstart
     from pixio_robot.rl import RLConfig, run_rl
     from pixio_robot.train import TrainConfig, run_train
 
-    dirs = {k: tmp_path / k for k in ("train", "rl", "collect", "bench", "root")}
+    dirs = {k: tmp_path / k for k in ("train", "rl", "collect", "bench", "probe", "eval", "quick", "root")}
     for d in dirs.values():
         d.mkdir()
     holders = {k: lock_holder(d) for k, d in dirs.items() if k != "root"}
@@ -163,6 +167,10 @@ def test_second_process_is_refused_for_every_entry(tmp_path, lock_holder):
                   holders["collect"].pid)
     _lock_refusal(lambda: run_collect(CollectConfig(root=str(tmp_path / "demos"))), holders["root"].pid)
     _lock_refusal(lambda: run_benchmark(compose("benchmark", f"run_dir={dirs['bench']}")), holders["bench"].pid)
+    _lock_refusal(lambda: run_probe(ProbeConfig(run_dir=str(dirs["probe"]))), holders["probe"].pid)
+    _lock_refusal(lambda: run_evaluate(EvaluateConfig(policy=str(tmp_path / "no-policy"), run_dir=str(dirs["eval"]))),
+                  holders["eval"].pid)
+    _lock_refusal(lambda: run_quickstart(QuickstartConfig(run_dir=str(dirs["quick"]))), holders["quick"].pid)
     assert {k: snapshot(d) for k, d in dirs.items()} == before
     # pretrain through its CLI: one error line naming the holder, exit 1
     run = tmp_path / "pre"
