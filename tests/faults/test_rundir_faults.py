@@ -207,3 +207,31 @@ def test_sigkill_then_rerun_resumes_to_the_same_losses(tmp_path):
     out = run_pretrain(_pretrain_cfg(run, images, steps))
     assert 2 <= out["resumed_from"] < 200
     assert out["loss_history"] == ref["loss_history"] and out["corrupt_files"] == ref["corrupt_files"] == 3
+
+
+def test_sigkilled_training_is_moved_aside_and_trained_again_to_the_same_result(demos, tmp_path):
+    """BC training has no checkpoints: kill -9 mid-run, and the same command moves the partial
+    run to previous/<time>/ (kept, not deleted) and trains again to an uninterrupted run's result."""
+    from pixio_robot.train import run_train
+
+    ref = run_train(_train_cfg(tmp_path / "ref", demos, tmp_path, "optim.epochs=30", "seed=3"))
+    run = tmp_path / "killed"
+    args = [f"dataset.root={demos}", "optim.batch_size=16", "optim.epochs=30", "eval.n_episodes=0", "seed=3",
+            f"cache_dir={tmp_path / 'cache'}", "progress=false", f"run_dir={run}"]
+    log = tmp_path / "killed.log"
+    with open(log, "w") as fh:
+        p = subprocess.Popen([sys.executable, "-m", "pixio_robot.train", *args], env=ENV, cwd=ROOT, stdout=fh,
+                             stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: (run / "config.yaml").exists() and any((run / "tb").glob("events.*")), 120), \
+            log.read_text()[-3000:]
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    assert not (run / "results.json").exists(), "the run ended before the kill: raise optim.epochs"
+    partial = snapshot(run)
+    out = run_train(_train_cfg(run, demos, tmp_path, "optim.epochs=30", "seed=3"))
+    assert out["final_train_loss"] == pytest.approx(ref["final_train_loss"], rel=1e-6)
+    (aside,) = (run / "previous").iterdir()  # the killed run's files, byte for byte
+    assert {k: v[0] for k, v in snapshot(aside).items()} == {
+        k: v[0] for k, v in partial.items() if not k.startswith((".hydra/", "train.log"))}
