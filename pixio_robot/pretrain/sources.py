@@ -83,13 +83,18 @@ def decode_image(data: bytes | str | Path, draft: Callable[[int, int], tuple[int
                 if want is not None:
                     im.draft("RGB", want)
             im.load()
-            if im.mode in HIGH_BIT_MODES:
-                DECODE_COUNTS["high_bit_depth"] += 1
-                return high_bit_to_uint8(im)
-            # convert() copies even an RGB image (a 1024x768 JPEG: 12.5 ms -> 8.9 ms without the copy, 2 cores)
-            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+            return image_to_uint8(im)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise CorruptSample(str(e)) from e
+
+
+def image_to_uint8(im: Image.Image) -> np.ndarray:
+    """A loaded PIL image of any mode -> RGB uint8 [H, W, 3] (the rules of `decode_image`)."""
+    if im.mode in HIGH_BIT_MODES:
+        DECODE_COUNTS["high_bit_depth"] += 1
+        return high_bit_to_uint8(im)
+    # convert() copies even an RGB image (a 1024x768 JPEG: 12.5 ms -> 8.9 ms without the copy, 2 cores)
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
 class Source:
@@ -189,7 +194,9 @@ class LeRobotSource(Source):
         cams = list(meta.camera_keys)
         if not cams:
             raise SourceError(f"{self.describe()}: the dataset has no camera features")
-        wanted = list(cfg.camera_keys) or cams
+        depth = [k for k in getattr(meta, "depth_keys", []) if k in cams]
+        # Pixio learns from colour frames: depth maps join only when named (then by the 16-bit / float rules)
+        wanted = list(cfg.camera_keys) or [k for k in cams if k not in depth] or cams
         unknown = [k for k in wanted if k not in cams]
         if unknown:
             raise SourceError(f"{self.describe()}: camera keys {unknown} not in the dataset; it has {cams}")
@@ -218,18 +225,22 @@ class LeRobotSource(Source):
         frame, cam = divmod(index, len(self.cameras))
         key = self.cameras[cam]
         try:
-            img = self._frame(frame, key)  # float [C, H, W] in [0, 1]
+            img = self._frame(frame, key)  # an image feature's PIL image, or a video frame: float [C, H, W] in [0, 1]
         except Exception as e:  # a broken video or parquet row: skip it like a corrupt image
             raise CorruptSample(f"frame {frame} {key}: {type(e).__name__}: {e}") from e
+        if isinstance(img, Image.Image):  # any mode: grey, 16-bit depth (I;16), float depth (F), RGBA, ...
+            return image_to_uint8(img)
         return (img.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # (H, W, 3)
 
-    def _frame(self, frame: int, key: str) -> torch.Tensor:
+    def _frame(self, frame: int, key: str) -> torch.Tensor | Image.Image:
         """One camera of one frame, decoding only that camera (`LeRobotDataset[i]` decodes all of
-        them: N cameras cost N decodes); the same values as `LeRobotDataset[i][key]`."""
+        them: N cameras cost N decodes). An image feature comes as the stored PIL image (LeRobot's
+        torch transform keeps a 16-bit depth map in its native units, 1 channel, which no [0, 1]
+        rule fits); a video frame as `LeRobotDataset[i][key]` gives it."""
         ds = self._open()
         if key not in ds.meta.video_keys:
             if key not in self._columns:
-                self._columns[key] = ds.hf_dataset.select_columns([key])
+                self._columns[key] = ds.hf_dataset.select_columns([key]).with_format(None)
             return self._columns[key][frame][key]
         from lerobot.datasets.video_utils import decode_video_frames
 

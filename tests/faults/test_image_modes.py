@@ -1,5 +1,5 @@
 """Images of every PIL mode and bit depth decode to sane uint8 RGB through every image source
-(folder, WebDataset shard), checked against values computed by hand from what was written."""
+(folder, WebDataset shard, LeRobot dataset image features; the sim source renders RGB uint8 only), checked against values computed by hand from what was written."""
 
 from __future__ import annotations
 
@@ -120,3 +120,40 @@ def test_every_mode_through_folder_and_webdataset(tmp_path):
     assert len(got) == len(CASES)
     for name, (_, _, want) in CASES.items():
         _check(got[name.replace(";", "_")], want, f"webdataset {name}")
+
+
+def test_lerobot_image_features_of_every_stored_mode(tmp_path):
+    """LeRobot 0.6 stores RGB frames as 8-bit PNG, 16-bit depth maps as I;16 PNG and float depth as
+    F TIFF (`is_depth_map` features). Colour cameras are read by default, depth maps when named, each
+    to uint8 RGB by the hand rules above (16-bit: value >> 8; float in [0, 1]: round(value * 255))."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from pixio_robot.pretrain.sources import build_sources
+
+    img = {"dtype": "image", "names": ["height", "width", "channels"]}
+    features = {"observation.images.rgb": {**img, "shape": (H, W, 3)},
+                "observation.images.depth": {**img, "shape": (H, W, 1),
+                                             "info": {"is_depth_map": True, "depth_unit": "mm"}},
+                "observation.images.fdepth": {**img, "shape": (H, W, 1),
+                                              "info": {"is_depth_map": True, "depth_unit": "m"}},
+                "action": {"dtype": "float32", "shape": (2,), "names": None}}
+    ds = LeRobotDataset.create("local/depth", fps=10, features=features, root=tmp_path / "ds", use_videos=False)
+    rgb = [np.random.default_rng(t).integers(0, 256, (H, W, 3), dtype=np.uint8) for t in range(2)]
+    mm = [(np.arange(H * W, dtype=np.uint16).reshape(H, W, 1) * 2500 + 300 * t) for t in range(2)]  # 0 .. 57800
+    metres = [np.linspace(0, 1, H * W, dtype=np.float32).reshape(H, W, 1) * (1 - 0.5 * t) for t in range(2)]
+    for t in range(2):
+        ds.add_frame({"observation.images.rgb": rgb[t], "observation.images.depth": mm[t],
+                      "observation.images.fdepth": metres[t], "action": np.zeros(2, np.float32), "task": "t"})
+    ds.save_episode()
+    ds.finalize()
+    colour = build_sources({"lr": SourceConfig(type="lerobot", path=str(tmp_path / "ds"))})[0]
+    assert colour.cameras == ["observation.images.rgb"] and len(colour) == 2
+    _check(colour.load(1), rgb[1], "lerobot rgb")
+    named = ["observation.images.rgb", "observation.images.depth", "observation.images.fdepth"]
+    src = build_sources({"lr": SourceConfig(type="lerobot", path=str(tmp_path / "ds"), camera_keys=named)})[0]
+    before = DECODE_COUNTS["high_bit_depth"]
+    for t in range(2):
+        _check(src.load(3 * t), rgb[t], "lerobot rgb")
+        _check(src.load(3 * t + 1), np.repeat((mm[t] >> 8).astype(np.uint8), 3, 2), "lerobot uint16 depth")
+        _check(src.load(3 * t + 2), np.repeat(np.rint(metres[t] * 255).astype(np.uint8), 3, 2), "lerobot float depth")
+    assert DECODE_COUNTS["high_bit_depth"] - before == 4
