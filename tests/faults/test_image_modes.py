@@ -1,5 +1,6 @@
 """Images of every PIL mode and bit depth decode to sane uint8 RGB through every image source
-(folder, WebDataset shard, LeRobot dataset image features; the sim source renders RGB uint8 only), checked against values computed by hand from what was written."""
+(folder, WebDataset shard, LeRobot dataset image features; the sim source renders RGB uint8 only),
+checked against values computed by hand from what was written."""
 
 from __future__ import annotations
 

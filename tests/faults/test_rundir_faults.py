@@ -1,7 +1,10 @@
 """Run directories under faults, for every entry that writes one (pretrain, train, rl, collect,
-benchmark, probe, evaluate, quickstart): a re-run with other settings is refused (nothing overwritten, checked by bytes and
-mtimes) or moved aside with resume=false; a second process is refused naming the holder; a
-SIGKILLed pretraining resumes to the losses of an uninterrupted run; distinct corrupt files."""
+benchmark, probe, evaluate, quickstart): a re-run with other settings is refused (nothing
+overwritten, checked by bytes and mtimes) or moved aside with resume=false; a second process is
+refused naming the holder; a SIGKILLed pretraining resumes to the losses of an uninterrupted run, a
+SIGKILLed training is moved aside and trained again; distinct corrupt and high-bit-depth files.
+(Evaluate's and probe's re-run guards are checked in test_evaluate_lerobot.py and test_probe.py,
+beside the runs they re-use.)"""
 
 from __future__ import annotations
 
