@@ -119,9 +119,8 @@ def plan_run(rd: RunDir, plain: dict, total_timesteps: int, resume: bool) -> dic
             return {"mode": "done", "results": json.loads((run_dir / "results.json").read_text())}
         cands.append((done_steps, run_dir / "model.zip"))
     cands += checkpoints(run_dir)
-    if not cands:
-        log.warning("rl: %s holds outputs of an unfinished run but no checkpoint: starting afresh over them "
-                    "(resume=false moves them aside first)", run_dir)
+    if not cands:  # nothing to resume from: keep what it wrote (tb, logs) under previous/ and start afresh
+        rd.restart("an unfinished run with these settings and no checkpoint yet")
         return {"mode": "fresh"}
     steps, path = max(cands, key=lambda c: c[0])
     return {"mode": "resume", "path": path, "timesteps": steps}

@@ -119,6 +119,17 @@ def test_rl_guard(tmp_path):
     run_rl(cfg(seed=1, resume=False))
     (aside,) = (run / "previous").iterdir()
     assert hashlib_of(aside / "model.zip") == before["model.zip"][0]
+    # a run that died before its first checkpoint (its model and checkpoints gone, its records left):
+    # the same command keeps those records under previous/ and trains afresh, overwriting nothing
+    import shutil
+
+    for name in ("model.zip", "results.json", "checkpoints"):
+        shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink()
+    left = {k: v[0] for k, v in snapshot(run).items() if not k.startswith("previous/")}
+    run_rl(cfg(seed=1))
+    newest = max((run / "previous").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    assert newest != aside and {k: v[0] for k, v in snapshot(newest).items()} == left
+    assert (run / "model.zip").exists()
 
 
 def hashlib_of(p: Path) -> str:
