@@ -108,6 +108,18 @@ def test_entry_point_refuses_an_appended_key(tmp_path):
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
+def test_a_whole_dict_into_a_free_form_dict_field_says_how_to_add_entries(tmp_path):
+    # hydra merges `algo_kwargs={n_steps: 32}` into the empty struct dict and fails; the line says what works
+    proc = subprocess.run([sys.executable, "-m", "pixio_robot.rl", "algo_kwargs={n_steps: 32}", "--cfg", "job"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("error: algo_kwargs is a free-form dict: add its entries one by one "
+                                                    "with +algo_kwargs.n_steps=<value>")
+    ok = subprocess.run([sys.executable, "-m", "pixio_robot.rl", "+algo_kwargs.n_steps=32", "--cfg", "job"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "n_steps: 32" in ok.stdout
+
+
 def test_cuda_device_without_a_gpu_is_a_clear_error(tmp_path):
     import torch
 

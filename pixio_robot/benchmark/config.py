@@ -13,27 +13,27 @@ from pixio_robot.evaluation.suites import RESNET18, EncoderSpec, SuiteConfig
 class BenchmarkConfig:
     """Schema of the benchmark entry."""
 
-    suite: SuiteConfig = field(default_factory=SuiteConfig)
-    encoders: list[EncoderSpec] = field(default_factory=lambda: [EncoderSpec()])
+    suite: SuiteConfig = field(default_factory=SuiteConfig)  # tasks, demos, protocol, evaluation (group `suite`)
+    encoders: list[EncoderSpec] = field(default_factory=lambda: [EncoderSpec()])  # the grid's columns: label,
+                                                      # source, name, path, embedding, ... (group `encoders`)
     envs: list[str] | None = None  # subset of the suite's envs (default: all)
     seeds: list[int] | None = None  # override the suite's seeds
     cell: int | None = None  # run only this cell index (0-based, in task/encoder/seed order)
     report_only: bool = False  # only aggregate the finished cells
-    # true: finished cells are skipped, cells run with other settings are moved to previous/<time>/ and
-    # run again; false: every finished cell is moved there and run again (nothing is deleted)
-    resume: bool = True
+    resume: bool = True  # true: finished cells are skipped, cells run with other settings are moved to
+                         # previous/<time>/ and run again; false: every finished cell is moved there and run
+                         # again (nothing is deleted)
     run_dir: str = "runs/benchmark/quick"  # stable per suite, so re-running resumes
-    data_root: str = "~/.cache/pixio_robot/demos"
-    cache_dir: str = "~/.cache/pixio_robot/features"
-    n_envs: int = 5
+    data_root: str = "~/.cache/pixio_robot/demos"  # collected demos, one folder per task and demo settings
+    cache_dir: str = "~/.cache/pixio_robot/features"  # frozen-encoder feature cache, shared by the cells
+    n_envs: int = 5  # rollout envs run side by side
     vector_mode: str = "serial"  # serial | subproc (rollout envs in worker processes)
-    device: str = "auto"
-    num_threads: int | None = None
-    tensorboard: bool = False
-    progress: bool = True
-    # a `python -m pixio_robot.probe` output dir of the same encoders (same labels): the report adds
-    # their probe scores and the rank correlation between probe score and success
-    probe_dir: str | None = None
+    device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda[:i] | mps
+    num_threads: int | None = None  # torch intra-op threads (null: torch's default)
+    tensorboard: bool = False  # TensorBoard events in each cell's run dir (<run_dir>/runs/<cell>/tb)
+    progress: bool = True  # progress bars (demos, encoding, epochs, rollouts)
+    probe_dir: str | None = None  # a `python -m pixio_robot.probe` run dir of the same encoders (same labels):
+                                  # the report adds their probe scores and the rank correlation with success
 
     def __post_init__(self) -> None:
         if not self.encoders:

@@ -17,7 +17,7 @@ class CollectConfig:
     root: str | None = None  # the LeRobotDataset folder; null: demos/<family>_<task>_<image_size>px
     image_size: int = 64  # rendered frame side
     camera: str | None = None  # null: the family's default camera (MetaWorld corner2)
-    seed: int = 0
+    seed: int = 0  # env seed of the first episode; each attempt takes the next seed not used in root
     only_success: bool = True  # keep only episodes the expert solved
     expert_path: str | None = None  # SB3 .zip for non-MetaWorld envs (python -m pixio_robot.rl obs=state)
     repo_id: str | None = None  # dataset repo id; null: local/<root folder name>

@@ -14,23 +14,23 @@ class EvaluateConfig:
 
     policy: str = MISSING  # saved policy dir (model.safetensors + config.json): ours, or a LeRobot pretrained_model
     env: str | None = None  # e.g. metaworld/drawer-open-v3; default: the policy's env
-    n_episodes: int = 50
-    n_envs: int = 4
-    seed: int = 1000
-    image_size: int | None = None
-    camera: str | None = None
-    max_episode_steps: int | None = None
-    n_videos: int = 2
-    video_fps: int = 20
+    n_episodes: int = 50  # rollout episodes, >= 1
+    n_envs: int = 4  # envs run side by side (at most n_episodes)
+    seed: int = 1000  # episode i resets its env with seed + i
+    image_size: int | None = None  # rendered frame side; null: the policy's recorded size, else 128
+    camera: str | None = None  # null: the policy's recorded camera, else the env family's default
+    max_episode_steps: int | None = None  # null: the env's own limit
+    n_videos: int = 2  # the first N episodes are written to <run_dir>/videos/ (mp4); 0: none
+    video_fps: int = 20  # frame rate of those videos
     vector_mode: str = "subproc"  # subproc: one process per env (rendering in parallel); serial
-    stop_on_success: bool = False
-    device: str = "auto"
+    stop_on_success: bool = False  # end an episode at its first success (same success rate, faster)
+    device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda[:i] | mps
     num_threads: int | None = None  # torch threads of the policy process (1 suits 2 cores + env workers)
-    progress: bool = True
+    progress: bool = True  # a progress bar over episodes
     run_dir: str | None = None  # default: the hydra run dir (runs/evaluate/<timestamp>)
-    # the same evaluation finished there -> its summary is returned; other settings -> refused with the
-    # differences; false: the earlier outputs move to previous/<time>/ (nothing is deleted)
-    resume: bool = True
+    resume: bool = True  # true: the same evaluation finished there -> its summary is returned; other settings
+                         # -> refused with the differences; false: the earlier outputs move to previous/<time>/
+                         # (nothing is deleted)
 
     def __post_init__(self) -> None:
         if self.n_episodes < 1:

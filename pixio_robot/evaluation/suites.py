@@ -31,36 +31,36 @@ RESNET18 = "resnet18"  # EncoderSpec.source of LeRobot's built-in ResNet-18 trun
 class SuiteConfig:
     """Tasks, demos, protocol and evaluation of one benchmark suite."""
 
-    name: str = "quick"
-    envs: list[str] = field(default_factory=lambda: ["metaworld/button-press-topdown-v3",
-                                                      "metaworld/drawer-open-v3"])
+    name: str = "quick"  # the suite's name (titles the report)
+    envs: list[str] = field(default_factory=lambda: [  # the tasks (make_env names), one grid row each
+        "metaworld/button-press-topdown-v3", "metaworld/drawer-open-v3"])
     metric: str = "success"  # success | return (score = return / return_scale * 100)
-    return_scale: float = 1.0
+    return_scale: float = 1.0  # metric=return: the return that scores 100 (> 0)
     # demonstrations
-    n_demos: int = 10
+    n_demos: int = 10  # demonstration episodes per task
     demo_seed: int = 10_000  # demo episode seeds start here (far from the evaluation seeds)
-    only_success: bool = True
+    only_success: bool = True  # keep only the demos the expert solved
     expert_dir: str | None = None  # SB3 experts as <expert_dir>/<task file-safe name>.zip (dmc)
     image_size: int = 64  # env frame side, for demos and rollouts
-    camera: str | None = None
+    camera: str | None = None  # demos and rollouts; None: the env family's default camera
     max_episode_steps: int | None = None  # None: the env family's limit
-    # an existing LeRobotDataset used instead of collecting demos (`{task}`: the task's file-safe name)
-    dataset_root: str | None = None
-    # policy: mlp (CortexBench, below) | act | diffusion (LeRobot's own; pixio_act / pixio_diffusion say the same)
-    policy: str = "mlp"
+    dataset_root: str | None = None  # a LeRobotDataset used instead of collecting demos ({task}: the task's
+                                     # file-safe name); None: collect them under the benchmark's data_root
+    policy: str = "mlp"  # mlp (CortexBench, below) | act | diffusion (LeRobot's own; pixio_act / pixio_diffusion
+                         # say the same); the encoder column picks the trunk
     policy_options: dict[str, Any] = field(default_factory=dict)  # LeRobot config fields, for every column
     # protocol (CortexBench MLP; LeRobot policies use epochs and batch_size, their lr is in policy_options)
-    history: int = 3
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
-    use_state: bool = True
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    val_fraction: float = 0.0
+    history: int = 3  # MLP: frames of embeddings per step (the current one and the ones before it)
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])  # MLP: widths of the ReLU layers
+    use_state: bool = True  # MLP: append the proprioceptive state to the embeddings
+    epochs: int = 20  # training epochs per cell
+    batch_size: int = 256  # rows per optimizer step
+    lr: float = 1e-3  # MLP: Adam learning rate (LeRobot policies: policy_options.optimizer_lr)
+    val_fraction: float = 0.0  # share of the demo episodes held out for the validation loss
     # evaluation during training
     eval_every_epochs: int = 10  # epochs (and after the last)
-    n_episodes: int = 10
-    seeds: list[int] = field(default_factory=lambda: [100])
+    n_episodes: int = 10  # rollout episodes per evaluation
+    seeds: list[int] = field(default_factory=lambda: [100])  # training / rollout seeds, one grid cell each
 
     def __post_init__(self) -> None:
         if not self.envs:
@@ -104,13 +104,13 @@ class EncoderSpec:
     init, trained with the policy; `name` / `path` unused).
     """
 
-    label: str = "pixio_random"
-    source: str = "pixio"
-    name: str = "pixio_vittest"
-    path: str | None = None
-    embedding: str = "mean_cls"
+    label: str = "pixio_random"  # the column's name in the grid and the report (unique)
+    source: str = "pixio"  # pixio | checkpoint | timm | resnet18 (LeRobot suites only)
+    name: str = "pixio_vittest"  # registry / timm model name (source=pixio / timm)
+    path: str | None = None  # source=checkpoint: encoder dir / .safetensors / .pth / run dir; timm: weights file
+    embedding: str = "mean_cls"  # mean_cls | all_cls | spatial | multi_block (how tokens become one embedding)
     image_size: int | None = None  # side fed to the encoder (None: its native size)
-    init_seed: int = 0
+    init_seed: int = 0  # seed of the random init (source=pixio, or timm without weights)
 
     def adapter_config(self):
         """The policies' `AdapterConfig` for this encoder (always frozen: the suites' protocol)."""

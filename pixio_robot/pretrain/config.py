@@ -22,16 +22,16 @@ SOURCE_TYPES = ("folder", "webdataset", "lerobot", "sim")
 class ModelConfig:
     """Which registered MAE to pretrain (`pixio_robot.models.create_model`) and its overrides."""
 
-    name: str = "pixio_mae_tiny"
+    name: str = "pixio_mae_tiny"  # registered MAE (pixio_mae_* | mae_*); with distill.teacher the student encoder
     image_size: int = 128  # model input side (timm's `img_size`)
     mask_block: int | None = None  # None: the registry's default for the size
-    mask_ratio: float = 0.75
-    num_cls_tokens: int | None = None
-    drop_path_rate: float = 0.0
-    decoder_embed_dim: int | None = None
-    decoder_depth: int | None = None
-    decoder_num_heads: int | None = None
-    norm_pix_loss: bool = True
+    mask_ratio: float = 0.75  # MAE: share of the mask blocks hidden from the encoder, in (0, 1)
+    num_cls_tokens: int | None = None  # class tokens; None: the registry's (8 Pixio, 1 MAE; distill: the teacher's)
+    drop_path_rate: float = 0.0  # stochastic depth rate of the encoder blocks, in [0, 1)
+    decoder_embed_dim: int | None = None  # MAE decoder width; None: the registry's for the size
+    decoder_depth: int | None = None  # MAE decoder blocks; None: the registry's for the size
+    decoder_num_heads: int | None = None  # MAE decoder attention heads; None: the registry's for the size
+    norm_pix_loss: bool = True  # reconstruct per-patch normalised pixels (mean 0, var 1), as MAE / Pixio
 
     def create_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = dict(img_size=self.image_size, mask_ratio=self.mask_ratio,
@@ -46,22 +46,20 @@ class ModelConfig:
 class SourceConfig:
     """One image source. `type` is folder | webdataset | lerobot | sim; `weight` its share of the mix."""
 
-    type: str = "sim"
-    weight: float = 1.0
-    # folder: root directory; webdataset: local glob or brace pattern / URL; lerobot: local root
-    path: str = ""
-    # lerobot: hub id (downloads only when given and `path` does not exist), camera keys (empty: all)
-    repo_id: str | None = None
-    camera_keys: list[str] = field(default_factory=list)
-    video_backend: str = "pyav"
+    type: str = "sim"  # folder | webdataset | lerobot | sim
+    weight: float = 1.0  # share of the mix: weight / sum of the weights (> 0)
+    path: str = ""  # folder: root dir; webdataset: local glob or brace pattern / URL; lerobot: local root
+    repo_id: str | None = None  # lerobot: hub id (downloads only when given and `path` does not exist)
+    camera_keys: list[str] = field(default_factory=list)  # lerobot: cameras to read; empty: every colour one (depth when named)
+    video_backend: str = "pyav"  # lerobot: video decoder (pyav | torchcodec)
     # sim: simulator scenes rendered once into ~/.cache/pixio_robot/sim_frames/<key>
-    envs: list[str] = field(default_factory=lambda: [
+    envs: list[str] = field(default_factory=lambda: [  # sim: make_env names the frames are rendered from
         "gym/Pusher-v5", "gym/Reacher-v5", "metaworld/reach-v3", "metaworld/drawer-open-v3",
         "metaworld/button-press-topdown-v3", "metaworld/door-open-v3", "metaworld/pick-place-v3"])
-    frames: int = 2000
-    render_size: int = 144
-    frame_every: int = 3
-    cache_dir: str | None = None
+    frames: int = 2000  # sim: frames rendered in all, spread evenly over `envs`
+    render_size: int = 144  # sim: rendered frame side (px)
+    frame_every: int = 3  # sim: keep every n-th simulator step of an episode
+    cache_dir: str | None = None  # sim: corpus cache root; None: ~/.cache/pixio_robot/sim_frames
 
     def __post_init__(self) -> None:
         if self.type not in SOURCE_TYPES:
@@ -79,11 +77,11 @@ class DataConfig:
     """Sources (mixed by weight), augmentation and loader settings."""
 
     sources: dict[str, SourceConfig] = field(default_factory=dict)  # name -> source (filled by data=...)
-    num_workers: int = 2
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)
-    prefetch_factor: int = 4
-    mix_chunk: int = 1000
+    num_workers: int = 2  # DataLoader worker processes per rank; 0: load in the training process
+    crop_scale: tuple[float, float] = (0.2, 1.0)  # RandomResizedCrop area share range (lo, hi), 0 < lo <= hi <= 1
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)  # RandomResizedCrop aspect (w / h) range
+    prefetch_factor: int = 4  # micro-batches each loader worker prepares ahead (unused with num_workers=0)
+    mix_chunk: int = 1000  # stream positions per mixing chunk; each holds every source's weight quota
     jpeg_draft: bool = True  # decode JPEGs at 1/2-1/8 scale when the crop needs no more pixels
 
     def __post_init__(self) -> None:
@@ -99,15 +97,15 @@ class OptimConfig:
     """AdamW with per-iteration linear warmup + half-cycle cosine, lr scaled by batch size."""
 
     lr: float = 8e-3  # peak lr at `ref_batch_size` (1e-3 at batch 32), scaled to the real global batch
-    ref_batch_size: int = 256
-    scaling: str = "linear"  # linear | sqrt | none
-    min_lr: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.05
-    warmup_steps: int = 20
+    ref_batch_size: int = 256  # the global batch `lr` is given at
+    scaling: str = "linear"  # linear | sqrt | none: how lr follows batch_size / ref_batch_size
+    min_lr: float = 0.0  # lr at the end of the cosine decay
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW (beta1, beta2)
+    eps: float = 1e-8  # AdamW epsilon
+    weight_decay: float = 0.05  # AdamW decay of >= 2-D weights (biases and norm weights: none)
+    warmup_steps: int = 20  # optimizer steps of linear warmup to the peak lr
     clip_grad: float = 0.0  # 0 = no clipping (the paper's setting)
-    fused: bool = True
+    fused: bool = True  # fused AdamW kernel when every parameter allows it (no host sync per step)
 
     def __post_init__(self) -> None:
         if self.scaling not in ("linear", "sqrt", "none"):
@@ -126,7 +124,7 @@ class CurationConfig:
     min_resolution: int = 0  # drop images whose shorter side is below this (px); 0 = off
     scores: str | None = None  # per-sample losses written by `python -m pixio_robot.pretrain.score`
     tau: float = 1.0  # keep probability min(loss / tau, 1), re-drawn each pass
-    max_consecutive_drops: int = 5000
+    max_consecutive_drops: int = 5000  # error out when this many draws in a row from one source are unusable
     require_scores: bool = False  # set by curation=scores: a run without `scores` is an error
 
     def __post_init__(self) -> None:
@@ -147,9 +145,9 @@ class DistillConfig:
     B / L); the loss is cls_weight x class-token + (1 - cls_weight) x patch-token cosine distance."""
 
     teacher: str | None = None  # anything `load_encoder` reads: run dir, encoder dir, official .pth
-    mask_ratio: float = 0.0
-    mask_block: int = 4
-    cls_weight: float = 0.5
+    mask_ratio: float = 0.0  # share of the student's mask blocks hidden, in [0, 1); 0: no masking
+    mask_block: int = 4  # side of a mask block (patches), used when mask_ratio > 0
+    cls_weight: float = 0.5  # loss weight of the class tokens, in [0, 1]; patch tokens get 1 - cls_weight
     projector_hidden: int | None = None  # hidden width of the projector head; None: the teacher's width
     required: bool = False  # set by experiment=distill_*: a run without `teacher` is an error
 
@@ -168,46 +166,46 @@ class LoggerConfig:
     """Where scalars and images go, and how often."""
 
     log_every: int = 10  # scalars are read from the device only every N steps
-    tensorboard: bool = True
-    wandb: bool = False
-    wandb_project: str = "pixio_robot"
+    tensorboard: bool = True  # TensorBoard events in <run_dir>/tb
+    wandb: bool = False  # also log to Weights & Biases (needs `wandb login` or WANDB_MODE=offline)
+    wandb_project: str = "pixio_robot"  # W&B project name (with wandb=true)
     recon_every: int = 100  # reconstruction grid PNG every N steps (0 = only at the end)
-    recon_images: int = 8
-    progress: bool = True
+    recon_images: int = 8  # images of the last micro-batch shown in the reconstruction grid
+    progress: bool = True  # progress bars (steps, sim rendering) on rank 0
 
 
 @dataclass
 class PretrainConfig:
     """Root schema: groups model / data / optim / curation / logger plus run settings."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    curation: CurationConfig = field(default_factory=CurationConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    name: str = "tiny_cpu"
-    run_dir: str = "runs/pretrain/${name}"
-    seed: int = 0
-    steps: int = 200
+    model: ModelConfig = field(default_factory=ModelConfig)  # the MAE (or distillation student) trained (group `model`)
+    data: DataConfig = field(default_factory=DataConfig)  # image sources, augmentation, loader (group `data`)
+    optim: OptimConfig = field(default_factory=OptimConfig)  # AdamW, lr scaling and schedule (group `optim`)
+    curation: CurationConfig = field(default_factory=CurationConfig)  # filters, loss-based sampling (group `curation`)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # scalars, recon grids, progress (group `logger`)
+    distill: DistillConfig = field(default_factory=DistillConfig)  # feature distillation from a frozen teacher
+    name: str = "tiny_cpu"  # run name (the default run_dir is runs/pretrain/<name>)
+    run_dir: str = "runs/pretrain/${name}"  # checkpoints, encoder/, results.json, tb/, recon/
+    seed: int = 0  # initial weights, data order, crops, masks, sim corpus (part of the run's identity)
+    steps: int = 200  # optimizer steps in all (a resumed run continues up to it)
     batch_size: int = 32  # global batch per optimizer step (all ranks, all accumulation steps)
     micro_batch_size: int | None = None  # per rank and forward pass; None = batch_size / world size;
-    # 0 = auto: the largest divisor of the per-rank batch whose memory plan fits the GPU
+                                         # 0 = auto: the largest divisor of the per-rank batch that fits the GPU
     amp: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | none
-    compile: bool = False
+    compile: bool = False  # torch.compile each transformer block (and a distill teacher's), with compile_mode
     compile_mode: str = "default"  # default | max-autotune-no-cudagraphs | reduce-overhead | max-autotune
     activation_checkpointing: bool = False  # recompute block activations in backward (memory for compute)
     parallel: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard; also single-process: bf16 params, offload) | hsdp
     fsdp_cpu_offload: bool = False  # FSDP2: fp32 weights, grads and AdamW states in host memory
     hsdp_shard_size: int = 0  # hsdp: ranks per shard group (0 = GPUs per node, LOCAL_WORLD_SIZE)
-    device: str = "auto"
+    device: str = "auto"  # auto (this rank's GPU, else cpu) | cpu | cuda[:i]
     num_threads: int | None = None  # torch threads per process on CPU (null: cores / local ranks - loader workers)
-    ckpt_every: int = 100
-    keep_last: int = 2
+    ckpt_every: int = 100  # optimizer steps between checkpoints (one is also written at the last step)
+    keep_last: int = 2  # checkpoints kept in <run_dir>/checkpoints (older ones deleted)
     ckpt_format: str = "full"  # full (safetensors, gathered on rank 0) | sharded (DCP, every rank writes its shards)
     resume: bool = True  # re-running the same command continues from the last checkpoint
     max_nonfinite: int = 3  # stop after this many non-finite losses in a row
-    export_encoder: bool = True
+    export_encoder: bool = True  # at the end write <run_dir>/encoder/ (save_encoder format; distill: the student)
     plan_only: bool = False  # print memory / FLOPs / step time of this config and exit (no data, no weights)
     plan_device_gib: float = 0.0  # plan_only / micro_batch_size=0: the card to plan for (0 = this GPU)
     plan_world_size: int = 0  # plan_only: ranks to plan for (0 = this launch's)
@@ -255,13 +253,13 @@ class ScoreConfig:
 
     checkpoint: str = MISSING  # a pretraining run dir, checkpoint dir or `save_model` directory
     scores: str = "scores.parquet"  # the parquet file written (the same key curation reads: curation.scores=)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = field(default_factory=DataConfig)  # the images scored: data.sources (crop, loader keys unused)
     image_size: int | None = None  # None: the model's
-    batch_size: int = 64
+    batch_size: int = 64  # images per forward pass
     num_masks: int = 2  # masks averaged per image
-    seed: int = 0
+    seed: int = 0  # mask noise (drawn per sample id), the sim corpus rendered, webdataset shard order
     max_samples: int | None = None  # stop after this many samples; None: every sample of every source once
-    device: str = "auto"
+    device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda[:i]
 
     def __post_init__(self) -> None:
         if self.num_masks < 1 or self.batch_size < 1:

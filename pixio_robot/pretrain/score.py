@@ -135,7 +135,7 @@ def main() -> None:
     from omegaconf import DictConfig
 
     from pixio_robot.pretrain.config import register_configs
-    from pixio_robot.utils.cli import to_config, user_errors
+    from pixio_robot.utils.cli import run_app, to_config, user_errors
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -146,7 +146,7 @@ def main() -> None:
         with user_errors():
             run_score(to_config(cfg))
 
-    _app()
+    run_app(_app, schema=ScoreConfig)  # hydra's own failures as one error line; --help lists every key
 
 
 if __name__ == "__main__":

@@ -13,32 +13,32 @@ from pixio_robot.evaluation.suites import EncoderSpec
 class ProbeConfig:
     """Frozen-feature probes against simulator ground truth for a set of encoders."""
 
-    # The encoders to probe (as the benchmark's: source pixio | checkpoint | timm, name, path).
-    encoders: list[EncoderSpec] = field(default_factory=lambda: [EncoderSpec(label="pixio_test_random")])
-    # MetaWorld tasks the probe set is rendered from.
-    envs: list[str] = field(default_factory=lambda: ["metaworld/drawer-open-v3", "metaworld/button-press-topdown-v3"])
+    encoders: list[EncoderSpec] = field(default_factory=lambda: [  # the encoders to probe (as in the benchmark)
+        EncoderSpec(label="pixio_test_random")])
+    envs: list[str] = field(default_factory=lambda: [  # MetaWorld tasks (metaworld/<task>-v3) the set is rendered from
+        "metaworld/drawer-open-v3", "metaworld/button-press-topdown-v3"])
     n_episodes: int = 21  # episodes per task (noisy scripted expert); the last test_episodes are held out
-    test_episodes: int = 5
+    test_episodes: int = 5  # the last episodes of each task, held out to score the probes (>= 2)
     train_sizes: list[int] = field(default_factory=lambda: [1, 4, 16])  # training episodes per probe fit
     steps: int = 150  # steps per episode
     every: int = 5  # keep every n-th frame
     image_size: int = 64  # rendered side (the encoder resizes to its own size)
-    camera: str = "corner2"
+    camera: str = "corner2"  # MetaWorld camera the probe set is rendered from
     noise: float = 0.3  # std of the Gaussian noise on the expert's actions (varied states)
-    seed: int = 0
+    seed: int = 0  # probe-set seed: episode resets (seed * 1000 + episode) and the expert's action noise
     transfer: bool = True  # cross-task cells: fit on the other tasks, test on each
     floors: bool = True  # raw-pixel floor, and a random init of every trained encoder's architecture
     pixels_side: int = 16  # the pixel floor's downsampled image side
     dense_stride: int = 4  # dense probe: predicted pixels per patch side (then bilinear upsampling)
-    bootstrap_reps: int = 1000
-    batch_size: int = 64
-    device: str = "auto"
+    bootstrap_reps: int = 1000  # resamples of the test episodes for each score's 95% interval
+    batch_size: int = 64  # frames per encoder forward pass
+    device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda[:i] | mps
     set_root: str | None = None  # probe-set cache (default ~/.cache/pixio_robot/probe_sets)
-    run_dir: str = "runs/probe"
-    # true: finished cells are skipped, cells run with other settings are moved to previous/<time>/ and
-    # run again; false: every finished cell is moved there and run again (nothing is deleted)
-    resume: bool = True
-    progress: bool = True
+    run_dir: str = "runs/probe"  # cells/, report/ and results.json
+    resume: bool = True  # true: finished cells are skipped, cells run with other settings are moved to
+                         # previous/<time>/ and run again; false: every finished cell is moved there and run
+                         # again (nothing is deleted)
+    progress: bool = True  # progress bars (probe-set rendering, cells)
 
     def __post_init__(self) -> None:
         if self.test_episodes < 2:

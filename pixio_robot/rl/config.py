@@ -18,16 +18,16 @@ class RLConfig:
     algo: str = "ppo"  # ppo | sac
     env: str = "gym/Reacher-v5"  # a make_env name (gym/..., dmc/..., metaworld/..., aloha/..., pusht/...)
     obs: str = "pixels"  # pixels (frames only) | pixels_state (frames + state vector) | state (MLP, no rendering)
-    n_envs: int = 4
+    n_envs: int = 4  # envs stepped side by side (SB3 VecEnv), >= 1
     vector_mode: str = "serial"  # serial (one process) | subproc (one process per env)
-    total_timesteps: int = 100_000
+    total_timesteps: int = 100_000  # agent steps to train, summed over the n_envs envs (a resume continues to it)
     image_size: int = 64  # rendered frame side
     camera: str | None = None  # the env family's default camera when null
-    frame_stack: int = 1
-    action_repeat: int = 1
+    frame_stack: int = 1  # pixel observations: the last N frames stacked (1: none; unused with obs=state)
+    action_repeat: int = 1  # env steps per agent action (max_episode_steps counts agent steps)
     max_episode_steps: int | None = None  # the env's own limit when null
     env_options: dict[str, Any] = field(default_factory=dict)  # more make_env keyword arguments
-    encoder: AdapterConfig = field(default_factory=AdapterConfig)
+    encoder: AdapterConfig = field(default_factory=AdapterConfig)  # pixel obs: the encoder and how its tokens are read
     share_features_extractor: bool | None = None  # null: SAC shares when frozen, PPO shares (SB3's default)
     net_arch: list[int] | None = None  # actor/critic MLP widths (SB3 defaults when null)
     algo_kwargs: dict[str, Any] = field(default_factory=dict)  # PPO/SAC keyword arguments (add with +algo_kwargs.x=)
@@ -37,7 +37,7 @@ class RLConfig:
     ckpt_replay_buffer: bool = True  # SAC: save the replay buffer with checkpoints (resumes with it)
     resume: bool = True  # re-running into a run dir resumes from its newest checkpoint; false: move it aside
     export_path: str | None = None  # also copy the final model.zip here (e.g. experts/dmc-walker-walk.zip)
-    seed: int = 0
+    seed: int = 0  # SB3's seed; training env i is seeded seed + i, evaluation episodes from seed + 10000
     device: str = "auto"  # auto | cpu | cuda[:i] | mps
     num_threads: int | None = 1  # torch threads (null: torch's default); tiny nets: 1 avoids oversubscription
     run_dir: str | None = None  # null: runs/rl/<time>

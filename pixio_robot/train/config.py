@@ -25,9 +25,9 @@ class DatasetConfig:
 @dataclass
 class OptimConfig:
     lr: float = 1e-3  # CortexBench: Adam, lr 1e-3, batch 256, 100 epochs
-    batch_size: int = 256
-    epochs: int = 100
-    weight_decay: float = 0.0
+    batch_size: int = 256  # rows (frames) per optimizer step, >= 2
+    epochs: int = 100  # passes over the training episodes' rows
+    weight_decay: float = 0.0  # 0: Adam (CortexBench); > 0: AdamW with this decay (LeRobot policies: their preset)
     encoder_lr: float | None = None  # lr of trainable encoder weights (default lr / 10)
     clip_grad: float | None = None  # max gradient norm (null: no clipping)
 
@@ -37,35 +37,35 @@ class EvalConfig:
     env: str | None = None  # make_env name; null: the env recorded by pixio_robot.collect, else none
     every_epochs: int = 5  # rollouts every N epochs (and after the last); 0: only after the last
     n_episodes: int = 25  # 0: no rollouts
-    n_envs: int = 5
-    seed: int = 100
+    n_envs: int = 5  # rollout envs run side by side (at most n_episodes)
+    seed: int = 100  # episode i of a rollout resets its env with seed + i
     image_size: int | None = None  # env render size (default: the dataset's frame size)
-    camera: str | None = None
-    max_episode_steps: int | None = None
+    camera: str | None = None  # null: the camera the demos were collected with, else the family's default
+    max_episode_steps: int | None = None  # null: the env's own limit
     n_videos: int = 0  # the final evaluation writes its first N episodes to <run_dir>/videos/ (mp4)
     vector_mode: str = "serial"  # serial | subproc
     stop_on_success: bool = False  # end an episode at its first success (same success rate, faster)
-    env_options: dict[str, Any] = field(default_factory=dict)
+    env_options: dict[str, Any] = field(default_factory=dict)  # more make_env keyword arguments (+eval.env_options.x=)
 
 
 @dataclass
 class TrainConfig:
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    encoder: AdapterConfig = field(default_factory=AdapterConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)  # the demonstrations (a LeRobotDataset)
+    encoder: AdapterConfig = field(default_factory=AdapterConfig)  # the policy's image encoder, how tokens are read
     policy: Any = MISSING  # MLPConfig | LeRobotPolicyChoice (pixio_act / pixio_diffusion) (group `policy`)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    cache_dir: str = "~/.cache/pixio_robot/features"
+    optim: OptimConfig = field(default_factory=OptimConfig)  # optimizer, batch and epochs
+    eval: EvalConfig = field(default_factory=EvalConfig)  # rollouts during and after training (MLP policies)
+    cache_dir: str = "~/.cache/pixio_robot/features"  # feature cache (frozen-encoder features, decoded frames)
     use_cache: bool = True  # frozen encoder: train from cached features
     cache_dtype: str = "float32"  # float16 halves the cache (patch tokens of big encoders)
-    encode_batch_size: int = 64
+    encode_batch_size: int = 64  # frames per encoder forward pass when filling the feature cache
     device: str = "auto"  # auto | cpu | cuda[:i]
-    seed: int = 0
-    num_threads: int | None = None
+    seed: int = 0  # torch / numpy seed: initial weights, train / val episode split, batch order
+    num_threads: int | None = None  # torch intra-op threads (null: torch's default)
     run_dir: str | None = None  # default: hydra's run dir, or runs/train/<timestamp>
     resume: bool = True  # false: move an earlier run's outputs in run_dir to previous/<time>/ first
-    tensorboard: bool = True
-    progress: bool = True
+    tensorboard: bool = True  # TensorBoard events in <run_dir>/tb
+    progress: bool = True  # progress bars (epochs, encoding, rollouts)
 
     def __post_init__(self) -> None:
         if self.optim.batch_size < 2:

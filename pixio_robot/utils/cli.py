@@ -129,6 +129,9 @@ def hydra_failure(e: BaseException) -> str | None:
         kind, parent = getattr(cause, "object_type", None), getattr(cause, "parent_node", None)
         fields = ([f.name for f in dataclasses.fields(kind)] if dataclasses.is_dataclass(kind)
                   else [str(k) for k in parent.keys()] if hasattr(parent, "keys") else [])
+        if isinstance(cause, ConfigAttributeError | OmegaKeyError) and "." in key and not dataclasses.is_dataclass(kind):
+            # `algo_kwargs={n_steps: 32}` into a free-form dict field: hydra merges it in struct mode
+            return (f"{key.rsplit('.', 1)[0]} is a free-form dict: add its entries one by one with +{key}=<value>")
         if isinstance(cause, ConfigAttributeError | OmegaKeyError):
             return f"unknown config key(s): {key}{_key_hint(key, fields)}. `--cfg job` prints every key this command takes"
     for link in _chain(e):  # a config file (an experiment / suite YAML) with an unknown key

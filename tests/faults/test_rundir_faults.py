@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -208,18 +209,20 @@ def test_sigkill_then_rerun_resumes_to_the_same_losses(tmp_path):
     args = ["experiment=test", "data=folder", f"data.sources.folder.path={images}", f"run_dir={run}", steps,
             "ckpt_every=2", "logger.log_every=1", "data.num_workers=0", "num_threads=1"]
     log = tmp_path / "killed.log"
+    delay = __import__("random").uniform(0.0, 1.0)  # a random moment after the first checkpoint
     with open(log, "w") as fh:
         p = subprocess.Popen([sys.executable, "-m", "pixio_robot.pretrain", *args], env=ENV, cwd=ROOT,
                              stdout=fh, stderr=subprocess.STDOUT)
     try:
         ok = wait_for(lambda: any((run / "checkpoints").glob("step_*/state.json")), 120)
         assert ok, log.read_text()[-3000:]
+        time.sleep(delay)
     finally:
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
-    assert not (run / "results.json").exists(), "the run ended before the kill: raise steps"
+    assert not (run / "results.json").exists(), f"the run ended before the kill ({delay=:.2f} s): raise steps"
     out = run_pretrain(_pretrain_cfg(run, images, steps))
-    assert 2 <= out["resumed_from"] < 200
+    assert 2 <= out["resumed_from"] < 200, delay
     assert out["loss_history"] == ref["loss_history"] and out["corrupt_files"] == ref["corrupt_files"] == 3
 
 
@@ -249,3 +252,31 @@ def test_sigkilled_training_is_moved_aside_and_trained_again_to_the_same_result(
     (aside,) = (run / "previous").iterdir()  # the killed run's files, byte for byte
     assert {k: v[0] for k, v in snapshot(aside).items()} == {
         k: v[0] for k, v in partial.items() if not k.startswith((".hydra/", "train.log"))}
+
+
+def test_sigkilled_rl_resumes_from_its_newest_checkpoint(tmp_path):
+    """Kill -9 an RL run at a random moment after its first checkpoint; the same command resumes
+    from the newest checkpoint that was written whole and trains to total_timesteps."""
+    import random
+
+    from pixio_robot.rl import load_agent, run_rl
+
+    run = tmp_path / "rl"
+    args = ["algo=ppo", "env=gym/Reacher-v5", "obs=state", "n_envs=1", "total_timesteps=6400",
+            "max_episode_steps=16", "+algo_kwargs.n_steps=32", "+algo_kwargs.batch_size=32", "+algo_kwargs.n_epochs=1", "eval_every=0",
+            "n_episodes=1", "ckpt_every=64", f"run_dir={run}", "progress=false", "device=cpu", "tensorboard=false"]
+    delay = random.uniform(0.0, 1.0)  # a random moment after the first checkpoint (said in the messages)
+    log = tmp_path / "rl.log"
+    with open(log, "w") as fh:
+        p = subprocess.Popen([sys.executable, "-m", "pixio_robot.rl", *args], env=ENV, cwd=ROOT, stdout=fh,
+                             stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: any((run / "checkpoints").glob("*.zip")), 120), log.read_text()[-3000:]
+        time.sleep(delay)
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    assert not (run / "results.json").exists(), f"the run ended before the kill ({delay=:.2f} s): raise steps"
+    res = run_rl(compose("rl", *args))
+    assert res["resumed_at"] is not None and 64 <= res["resumed_at"] < 6400, (delay, res["resumed_at"])
+    assert res["timesteps"] >= 6400 and load_agent(run).num_timesteps == res["timesteps"], delay

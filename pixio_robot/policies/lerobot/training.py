@@ -41,8 +41,8 @@ class LeRobotPolicyChoice:
     of the LeRobot benchmark suites. Its trunk starts from random init unless
     `options.pretrained_backbone_weights` names torchvision weights (that downloads them)."""
 
-    type: str = "pixio_act"
-    options: dict[str, Any] = field(default_factory=dict)
+    type: str = "pixio_act"  # pixio_act | pixio_diffusion (Pixio trunk) | act | diffusion (LeRobot's ResNet-18)
+    options: dict[str, Any] = field(default_factory=dict)  # LeRobot ACTConfig / DiffusionConfig fields
 
     def __post_init__(self) -> None:
         if self.type not in LEROBOT_POLICIES:

@@ -13,13 +13,13 @@ class MLPConfig:
     consecutive embeddings + the latest), proprioception appended, BatchNorm on the input, MLP
     256x3 ReLU, MSE on raw actions; batch 256, lr 1e-3 live in the training config."""
 
-    type: str = "mlp"
-    history: int = 3
-    fusion: str = "flare"  # flare | concat
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
-    use_state: bool = True
+    type: str = "mlp"  # the policy type (always mlp for this head)
+    history: int = 3  # frames of embeddings per step (the current one and the ones before it), >= 1
+    fusion: str = "flare"  # flare (deltas of consecutive embeddings + the latest) | concat (the embeddings)
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])  # widths of the ReLU layers
+    use_state: bool = True  # append the proprioceptive state to the fused embeddings
     input_batchnorm: bool = True  # CortexBench trains mjrl's BatchNormMLP
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout after each hidden ReLU, in [0, 1); 0: none
     normalize_state: bool = False  # CortexBench feeds raw proprioception (the input BatchNorm scales it)
     normalize_action: bool = False  # CortexBench regresses raw actions
 
