@@ -187,3 +187,46 @@ def test_lerobot_train_output_through_the_evaluate_cli(tmp_path):
     assert r.returncode == 1
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "does not fit gym/Reacher-v5" in err[0] and "observation.state" in err[0], r.stderr
+
+
+ALOHA = "lerobot/aloha-transfer-cube"
+
+
+@pytest.mark.slow
+def test_a_two_camera_policy_is_evaluated_with_every_camera(tmp_path):
+    """ALOHA-style cameras `observation.images.<cam>`: the env renders each (cameras=[...]), and the
+    first actions equal LeRobot's own pipeline fed the same two views (lerobot-eval's dict of pixels)."""
+    pytest.importorskip("gym_aloha")
+    from lerobot.envs.utils import preprocess_observation
+
+    cams = ("observation.images.top", "observation.images.angle")
+    torch.manual_seed(0)
+    inp, out = _features(cams, side=48, state=14, action=14)
+    policy = get_policy_class("pixio_act")(PixioACTConfig(input_features=inp, output_features=out, **TINY_ACT))
+    saved = _save(policy, _stats(cams, state=14, action=14, imagenet=False), tmp_path / "pretrained_model")
+    lp = LeRobotPolicy.load(saved)
+    assert lp.cameras == ["top", "angle"] and lp.env_defaults(ALOHA) == {"image_size": (48, 48), "camera": "top"}
+    log = []
+    result = evaluate_policy(lp, ALOHA, n_episodes=1, n_envs=1, seed=3, image_size=48, camera="top",
+                             max_episode_steps=2, progress=False, clip_actions=False,
+                             env_fn=lambda: _Recording(make_env(ALOHA, image_size=48, cameras=["top", "angle"]), log))
+    assert result.n_episodes == 1 and result.n_errors == 0 and result.episodes[0].length == 2
+    obs = log[0]["obs"]
+    assert not np.array_equal(obs["pixels.top"], obs["pixels.angle"])  # two real views
+    ref = get_policy_class("pixio_act").from_pretrained(saved)
+    pre, post = make_pre_post_processors(ref.config, pretrained_path=str(saved))
+    batch = preprocess_observation({"pixels": {"top": obs["pixels.top"][None], "angle": obs["pixels.angle"][None]},
+                                    "agent_pos": obs["state"][None]})
+    batch["task"] = [""] * 1
+    ref.reset()
+    with torch.inference_mode():
+        want = post(ref.select_action(pre(batch))).numpy()
+    np.testing.assert_allclose(log[0]["actions"][0], want[0], rtol=1e-5, atol=1e-5)
+    # the evaluate entry builds the env with both cameras by itself
+    s = run_evaluate(EvaluateConfig(policy=str(saved), env=ALOHA, n_episodes=1, n_envs=1, max_episode_steps=2,
+                                    n_videos=0, vector_mode="serial", progress=False, run_dir=str(tmp_path / "ev")))
+    assert s["n_episodes"] == 1 and s["n_errors"] == 0
+    # an env with one view is refused before any episode, naming the camera it lacks
+    with pytest.raises(ValueError, match=r"cameras \['observation.images.angle'\] are missing"):
+        evaluate_policy(lp, ALOHA, n_episodes=1, image_size=48, max_episode_steps=2, progress=False,
+                        env_fn=lambda: make_env(ALOHA, image_size=48, cameras=["top"]))

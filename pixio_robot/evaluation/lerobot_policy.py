@@ -11,10 +11,14 @@ the evaluator's Policy API (`reset()`, `select_action(batch) -> [B, A]`), doing 
     env obs (pixels HxWx3 uint8, state)  -> preprocess_observation (float [0,1] CHW images,
     LeRobot keys) -> + task text -> policy preprocessor -> select_action -> policy postprocessor
 
-The env's one camera feeds the policy's one image feature (`observation.image` or
+The env's one camera feeds a one-camera policy's image feature (`observation.image` or
 `observation.images.<cam>`, rendering camera `<cam>` where the env has cameras), at the size
-that feature declares; `state` feeds `observation.state`. What the env cannot give (a second
-camera, `observation.environment_state`, a state of another size) is one error naming the keys.
+that feature declares. A policy of several cameras (`observation.images.<cam>` each, as ALOHA's
+datasets record them) gets the env built with `cameras=[...]` (the evaluator's `camera_options`)
+and each rendered view `pixels.<cam>` under its key, as lerobot-eval hands a dict of `pixels`
+to `preprocess_observation`. `state` feeds `observation.state`. What the env cannot give (a
+camera it lacks, `observation.environment_state`, a state of another size) is one error naming
+the keys.
 """
 
 from __future__ import annotations
@@ -23,14 +27,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from lerobot.utils.constants import OBS_IMAGE, OBS_IMAGES, OBS_STATE  # LeRobot's batch keys
 
 from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-OBS_IMAGE, OBS_IMAGES, OBS_STATE = "observation.image", "observation.images", "observation.state"
 SINGLE_VIEW_ENVS = ("lerobot/pusht",)  # envs that refuse a camera name
 
 
@@ -112,14 +115,25 @@ class LeRobotPolicy:
         return cls(policy, pre, post, path)
 
     # -- what the env must render ---------------------------------------------------------------
+    @property
+    def cameras(self) -> list[str]:
+        """The env camera of each image feature (`observation.images.<cam>` -> `<cam>`), in order;
+        empty for a one-camera policy that reads `observation.image`."""
+        return [k.removeprefix(OBS_IMAGES + ".") for k in self.image_keys if k.startswith(OBS_IMAGES + ".")]
+
     def env_defaults(self, env_name: str) -> dict:
-        """`image_size` (H, W) and `camera` the env must render to feed the policy's image feature."""
-        if len(self.image_keys) != 1:
-            return {"image_size": None, "camera": None}  # none: state only; several: check_env refuses
-        key = self.image_keys[0]
-        _, h, w = _feature_shape(self.config.input_features[key])
-        cam = key.removeprefix(OBS_IMAGES + ".") if key.startswith(OBS_IMAGES + ".") else None
-        return {"image_size": (h, w), "camera": None if env_name in SINGLE_VIEW_ENVS else cam}
+        """`image_size` (H, W) and `camera` the env must render to feed the policy's image
+        feature(s): the first one's size and camera (the env's main view; the others come with
+        `cameras=[...]`)."""
+        if not self.image_keys:
+            return {"image_size": None, "camera": None}
+        sizes = {_feature_shape(self.config.input_features[k])[1:] for k in self.image_keys}
+        if len(sizes) > 1:
+            raise ValueError(f"LeRobot policy {self.path or self.config.type} reads cameras of different sizes "
+                             f"({dict((k, _feature_shape(self.config.input_features[k])) for k in self.image_keys)}): "
+                             "the evaluator renders every camera at one size")
+        (h, w), cams = sizes.pop(), self.cameras
+        return {"image_size": (h, w), "camera": None if env_name in SINGLE_VIEW_ENVS or not cams else cams[0]}
 
     def check_env(self, env_name: str, obs_space: Any, act_space: Any) -> None:
         """Raise one ValueError naming the keys when the env cannot give what the policy reads."""
@@ -132,9 +146,20 @@ class LeRobotPolicy:
         if "state" in spaces:
             gives.append(f"a {spaces['state'].shape[-1]}-d state")
         problems = []
+        views = [k.removeprefix("pixels.") for k in spaces if k.startswith("pixels.")]
+        if views:
+            gives.append(f"cameras {views}")
         if len(self.image_keys) > 1:
-            problems.append(f"cameras {self.image_keys[1:]} are missing (the env renders one camera, fed to "
-                            f"{self.image_keys[0]})")
+            if views:
+                missing = [k for k, c in zip(self.image_keys, self.cameras) if c not in views]
+                if len(self.cameras) < len(self.image_keys):
+                    missing = self.image_keys  # observation.image beside observation.images.<cam>: no env names it
+            else:  # one rendered view: it feeds the first camera
+                missing = self.image_keys[1:]
+            if missing:
+                how = ("a multi-camera env renders them with env_options.cameras=[...]" if views
+                       else "the env renders one camera")
+                problems.append(f"cameras {missing} are missing ({how}, fed to {self.image_keys[0]})")
         elif self.image_keys and "pixels" not in spaces:
             problems.append(f"{self.image_keys[0]} is missing (the env renders no pixels)")
         if self.state_key:
@@ -174,14 +199,16 @@ class LeRobotPolicy:
         the batch lerobot-eval hands the preprocessor, under the keys the policy declares."""
         from lerobot.envs.utils import preprocess_observation
 
-        raw: dict[str, np.ndarray] = {}
-        if self.image_keys and OBS_IMAGE in batch:
+        raw: dict[str, Any] = {}
+        if len(self.image_keys) > 1:  # every camera under its own key: {cam: (B, H, W, 3)}
+            raw["pixels"] = {c: batch[f"{OBS_IMAGES}.{c}"].cpu().numpy() for c in self.cameras}
+        elif self.image_keys and OBS_IMAGE in batch:
             px = batch[OBS_IMAGE].cpu().numpy()
             raw["pixels"] = px[:, -1] if px.ndim == 5 else px  # (B, H, W, 3); last frame of a stack
         if self.state_key and OBS_STATE in batch:
             raw["agent_pos"] = batch[OBS_STATE].cpu().numpy()  # (B, S) -> observation.state
         obs = preprocess_observation(raw)
-        if self.image_keys and self.image_keys[0] != OBS_IMAGE:
+        if len(self.image_keys) == 1 and self.image_keys[0] != OBS_IMAGE:
             obs[self.image_keys[0]] = obs.pop(OBS_IMAGE)  # the env's camera under the policy's key
         n = next(iter(obs.values())).shape[0] if obs else 1
         obs["task"] = [self.task] * n

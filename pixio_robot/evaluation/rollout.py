@@ -71,8 +71,8 @@ def _to_batch(obs_rows: list[dict], device: torch.device | None) -> dict[str, to
 def policy_cameras(policy: Any) -> list[str]:
     """Env camera names of a multi-camera policy (`observation.images.<camera>` -> `<camera>`);
     empty for a one-camera policy (it reads the env's `pixels`)."""
-    spec = getattr(policy, "spec", None)
-    keys = list(getattr(spec, "image_keys", None) or [])
+    spec = getattr(policy, "spec", None)  # ours: spec.image_keys; a LeRobot policy dir: its image_keys
+    keys = list(getattr(spec, "image_keys", None) or getattr(policy, "image_keys", None) or [])
     if len(keys) < 2:
         return []
     return [k.removeprefix(OBS_IMAGES + ".") for k in keys]
