@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_lerobot_plugin import IMG, TINY_ACT, TINY_DIFFUSION, _write_dataset
+from test_lerobot_plugin import CAMS, IMG, TINY_ACT, TINY_DIFFUSION, _write_dataset
 from test_train import compose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +82,24 @@ def test_pixio_act_trains_from_cached_maps_and_saves_the_lerobot_way(pusht, tmp_
     assert again["cache"] == "hit" and sum(calls) == 0
     # the run-dir guard of the train entry holds: the same finished run is not trained again
     assert run_train(compose(*args))["final_train_loss"] == res["final_train_loss"]
+
+
+def test_pixio_act_trains_on_two_cameras_with_one_shared_cached_trunk(tmp_path, monkeypatch):
+    from lerobot.policies.factory import get_policy_class
+
+    from pixio_robot.train import run_train
+
+    two = _write_dataset(tmp_path / "two_cam", CAMS, side=64, episodes=2, frames=10)
+    calls = _count_trunk_calls(monkeypatch)
+    res = run_train(compose(*_common(two, tmp_path), "dataset.val_fraction=0", "policy=pixio_act", "optim.epochs=2",
+                            *_options(TINY_ACT, optimizer_lr=1e-3, dropout=0.0)))
+    assert res["features_cached"] and sum(calls) == 20 * 2, calls  # every frame of both cameras, once
+    policy = get_policy_class("pixio_act").from_pretrained(res["policy_dir"])
+    assert list(policy.config.image_features) == list(CAMS)
+    assert len([m for m in policy.modules() if type(m).__name__ == "PixioTrunk"]) == 1
+    policy.eval()
+    obs = {CAMS[0]: torch.rand(1, 3, 64, 64), CAMS[1]: torch.rand(1, 3, 64, 64), "observation.state": torch.zeros(1, 2)}
+    assert policy.select_action(obs).shape == (1, 2)
 
 
 def test_pixio_diffusion_trains_and_loads_with_lerobot(pusht, tmp_path):
