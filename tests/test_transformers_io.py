@@ -40,6 +40,33 @@ def test_load_encoder_reads_a_real_transformers_pixio_model(tmp_path):
     assert (enc.embed(x) - out.pooler_output).abs().max() < 1e-5  # pooler = mean of the class tokens
 
 
+def test_a_transformers_model_is_fed_as_its_image_processor_says(tmp_path):
+    """A PixioModel directory with its own (non-ImageNet) processor: the adapter's embedding of a
+    uint8 frame equals transformers' processor + model on the same frame."""
+    import numpy as np
+    from transformers import AutoImageProcessor, BitImageProcessor
+
+    from pixio_robot.policies.encoder_adapter import AdapterConfig, EncoderAdapter
+
+    hf = _random_pixio_model(seed=1)
+    hf.save_pretrained(tmp_path / "hf")
+    BitImageProcessor(do_resize=False, do_center_crop=False, do_rescale=True, rescale_factor=1 / 255,
+                      do_normalize=True, image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3]
+                      ).save_pretrained(tmp_path / "hf")
+    adapter = EncoderAdapter(AdapterConfig(source="checkpoint", path=str(tmp_path / "hf"))).eval()
+    assert adapter.norm_mean == (0.5, 0.4, 0.3) and adapter.norm_std == (0.2, 0.25, 0.3)
+    frames = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    proc = AutoImageProcessor.from_pretrained(tmp_path / "hf")
+    with torch.no_grad():
+        want = hf(**proc(images=list(frames), return_tensors="pt")).pooler_output
+        got = adapter(torch.from_numpy(frames))
+    assert (got - want).abs().max() < 1e-4
+    # without a processor file: Pixio's own ImageNet normalisation
+    (tmp_path / "hf" / "preprocessor_config.json").unlink()
+    plain = EncoderAdapter(AdapterConfig(source="checkpoint", path=str(tmp_path / "hf")))
+    assert plain.norm_mean == (0.485, 0.456, 0.406)
+
+
 def test_save_encoder_transformers_loads_with_automodel(tmp_path):
     from transformers import AutoImageProcessor, AutoModel, PixioModel
 

@@ -172,8 +172,35 @@ def _load_timm_weights(model: nn.Module, path: Path) -> None:
     model.load_state_dict(sd)
 
 
+def processor_normalisation(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """(mean, std) of the transformers image processor saved in directory `path`
+    (`preprocessor_config.json`: `image_mean` / `image_std`, identity when `do_normalize` is false),
+    or None when there is none: how a transformers model's makers feed it."""
+    import json
+
+    f = Path(path) / "preprocessor_config.json"
+    if not f.is_file():
+        return None
+    try:
+        proc = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{f} is not readable JSON ({e}): fix or remove it") from None
+    if not proc.get("do_normalize", True):
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    mean, std = proc.get("image_mean"), proc.get("image_std")
+    if mean is None or std is None:
+        return None
+    mean = tuple(float(v) for v in (mean if isinstance(mean, list) else [mean] * 3))
+    std = tuple(float(v) for v in (std if isinstance(std, list) else [std] * 3))
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"{f}: image_mean / image_std must be 3 values (std > 0), got {mean} / {std}")
+    return mean, std
+
+
 def build_backbone(c: AdapterConfig) -> Backbone:
-    """Build the backbone a config names (seeded random init where no weights are given)."""
+    """Build the backbone a config names (seeded random init where no weights are given). A
+    directory with a transformers image processor (`preprocessor_config.json`) feeds the encoder
+    with that processor's mean / std; otherwise Pixio's ImageNet ones."""
     if c.source == "checkpoint":
         from pixio_robot.models import load_encoder
 
@@ -181,7 +208,11 @@ def build_backbone(c: AdapterConfig) -> Backbone:
         if not path.exists():
             raise FileNotFoundError(f"encoder checkpoint {path} does not exist (expected a save_encoder "
                                     "directory, a .safetensors file or an official Pixio .pth)")
-        return PixioBackbone(load_encoder(path))
+        backbone = PixioBackbone(load_encoder(path))
+        norm = processor_normalisation(path) if path.is_dir() else None
+        if norm is not None:
+            backbone.mean, backbone.std = norm
+        return backbone
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(c.init_seed)
         if c.source == "pixio" or c.name.startswith("pixio_vit"):  # timm's pixio_* entries are ours

@@ -81,7 +81,7 @@ class PixioTrunk(nn.Module):
         self.embed_dim = int(self.backbone.embed_dim)
         self.patch_size = int(self.backbone.patch_size)
         self.is_pixio = isinstance(self.backbone, PixioBackbone)
-        # Pixio: ImageNet mean/std; timm: the model's resolve_model_data_config (backbones.py)
+        # Pixio: ImageNet mean/std (a transformers dir: its processor's); timm: resolve_model_data_config
         self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
         if spec.image_size is not None and self.is_pixio and spec.image_size % self.patch_size:
