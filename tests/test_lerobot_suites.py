@@ -121,3 +121,25 @@ def test_pusht_scripted_pusher_moves_the_block_to_the_goal():
     assert isinstance(make_expert("lerobot/pusht"), PushTPusherExpert)
     r = measure_expert("lerobot/pusht", 6, seed=0)  # seed 5 reaches 95% coverage in ~40 steps
     assert r["successes"] >= 1 and r["mean_steps_to_success"] < 100, r
+
+
+def test_resnet18_column_may_start_from_torchvision_weights(tmp_path, pusht):
+    """`path` of a resnet18 column becomes LeRobot's `pretrained_backbone_weights` (ImageNet's when the
+    user has them); without it the trunk is random init and nothing downloads."""
+    from lerobot.policies.act.configuration_act import ACTConfig
+
+    from pixio_robot.benchmark.lerobot import lerobot_train_config
+    from pixio_robot.evaluation.grid import Cell
+    from pixio_robot.evaluation.suites import EncoderSpec
+
+    cfg = _cfg(tmp_path, pusht, "act", TINY_ACT)
+    cell = Cell("lerobot/pusht", "resnet18", 0)
+    imagenet = EncoderSpec(label="resnet18_in1k", source="resnet18", path="ResNet18_Weights.IMAGENET1K_V1")
+    tc = lerobot_train_config(cfg, cell, imagenet, pusht, tmp_path / "r")
+    assert tc.policy.type == "act" and tc.policy.options["pretrained_backbone_weights"] == imagenet.path
+    assert ACTConfig(**{k: v for k, v in tc.policy.options.items() if k != "device"}).pretrained_backbone_weights \
+        == "ResNet18_Weights.IMAGENET1K_V1"  # a field LeRobot's ACT takes as it is
+    plain = lerobot_train_config(cfg, cell, EncoderSpec(label="resnet18", source="resnet18"), pusht, tmp_path / "r")
+    assert "pretrained_backbone_weights" not in plain.policy.options  # the train entry sets None: random init
+    pixio = lerobot_train_config(cfg, Cell("lerobot/pusht", "pixio_test", 0), cfg.encoders[1], pusht, tmp_path / "p")
+    assert "pretrained_backbone_weights" not in pixio.policy.options

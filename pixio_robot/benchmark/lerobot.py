@@ -3,7 +3,8 @@ trained by the project's train entry, rolled out by the project's evaluator.
 
 The column's encoder picks the trunk: `source: resnet18` trains LeRobot's built-in `act` /
 `diffusion` with its own torchvision ResNet-18 (random init, trained with the policy, as
-LeRobot builds it); any other column trains `pixio_act` / `pixio_diffusion` with that encoder as
+LeRobot builds it; with `path: ResNet18_Weights.IMAGENET1K_V1` it starts from torchvision's
+ImageNet weights, LeRobot's own default, read from torch's hub cache where the user has them); any other column trains `pixio_act` / `pixio_diffusion` with that encoder as
 its trunk (frozen: the suites' protocol). Both get the suite's `policy_options`, epochs and
 batch size, and are evaluated once after training through `pixio_robot.evaluate.run_evaluate`
 (LeRobot's processors, the env the suite names); the train entry runs no rollouts for LeRobot
@@ -25,11 +26,14 @@ def lerobot_train_config(cfg, cell: Cell, enc: EncoderSpec, root: Path, run_dir:
     from pixio_robot.train import DatasetConfig, EvalConfig, OptimConfig, TrainConfig
 
     s = cfg.suite
+    options = dict(s.policy_options)
+    if enc.source == RESNET18 and enc.path:  # torchvision weights for LeRobot's ResNet (e.g. ImageNet's)
+        options["pretrained_backbone_weights"] = enc.path
     return TrainConfig(
         dataset=DatasetConfig(root=str(root), val_fraction=s.val_fraction),
         # resnet18: LeRobot builds its own trunk and the encoder config is unused
         encoder=AdapterConfig() if enc.source == RESNET18 else enc.adapter_config(),
-        policy=LeRobotPolicyChoice(type=s.lerobot_type(enc), options=dict(s.policy_options)),
+        policy=LeRobotPolicyChoice(type=s.lerobot_type(enc), options=options),
         optim=OptimConfig(batch_size=s.batch_size, epochs=s.epochs),
         eval=EvalConfig(env=None, n_episodes=0),
         cache_dir=cfg.cache_dir, device=cfg.device, seed=cell.seed, num_threads=cfg.num_threads,

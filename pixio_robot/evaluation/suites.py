@@ -101,13 +101,15 @@ class EncoderSpec:
     `source`: pixio (a registry size, random init with `init_seed`), checkpoint (`path` to a
     `save_encoder` dir / `.safetensors` / official `.pth` / pretraining run dir), or timm; in the
     LeRobot suites also `resnet18`: LeRobot's built-in policy with its own ResNet-18 trunk (random
-    init, trained with the policy; `name` / `path` unused).
+    init, trained with the policy; `path` may name torchvision weights, e.g.
+    `ResNet18_Weights.IMAGENET1K_V1`, LeRobot's `pretrained_backbone_weights`, read from torch's hub
+    cache: it downloads when absent there).
     """
 
     label: str = "pixio_random"  # the column's name in the grid and the report (unique)
     source: str = "pixio"  # pixio | checkpoint | timm | resnet18 (LeRobot suites only)
     name: str = "pixio_vittest"  # registry / timm model name (source=pixio / timm)
-    path: str | None = None  # source=checkpoint: encoder dir / .safetensors / .pth / run dir; timm: weights file
+    path: str | None = None  # checkpoint: encoder dir/.safetensors/.pth/run dir; timm: weights file; resnet18: weights
     embedding: str = "mean_cls"  # mean_cls | all_cls | spatial | multi_block (how tokens become one embedding)
     image_size: int | None = None  # side fed to the encoder (None: its native size)
     init_seed: int = 0  # seed of the random init (source=pixio, or timm without weights)
