@@ -143,3 +143,34 @@ def test_resnet18_column_may_start_from_torchvision_weights(tmp_path, pusht):
     assert "pretrained_backbone_weights" not in plain.policy.options  # the train entry sets None: random init
     pixio = lerobot_train_config(cfg, Cell("lerobot/pusht", "pixio_test", 0), cfg.encoders[1], pusht, tmp_path / "p")
     assert "pretrained_backbone_weights" not in pixio.policy.options
+
+
+@pytest.mark.slow
+def test_aloha_act_suite_runs_both_trunks_end_to_end(tmp_path):
+    """The aloha_act suite at toy size: scripted transfer-cube demos, LeRobot's ACT with its
+    ResNet-18 and pixio_act with a frozen Pixio trunk, rolled out on ALOHA, one report."""
+    pytest.importorskip("gym_aloha")
+    from hydra import compose, initialize_config_module
+
+    from pixio_robot.benchmark import run_benchmark
+    from pixio_robot.data import open_dataset
+    from pixio_robot.utils.cli import to_config
+
+    overrides = ["suite=aloha_act", "encoders=resnet18_vs_pixio", f"run_dir={tmp_path / 'bench'}",
+                 f"data_root={tmp_path / 'demos'}", f"cache_dir={tmp_path / 'cache'}", "suite.n_demos=2",
+                 "suite.only_success=false", "suite.epochs=1", "suite.n_episodes=1", "suite.max_episode_steps=20",
+                 "suite.image_size=32", "encoders.1.image_size=32", "encoders.1.name=pixio_vittest",
+                 "suite.seeds=[0]", "n_envs=1", "progress=false", "device=cpu"]
+    with initialize_config_module("pixio_robot.configs.benchmark", version_base="1.3"):
+        cfg = to_config(compose("config", overrides=overrides))
+    out = run_benchmark(cfg)
+    cells = {p.stem.split("__")[1]: json.loads(p.read_text()) for p in (tmp_path / "bench" / "cells").glob("*.json")}
+    assert set(cells) == {"resnet18", "pixio"} and all(c["status"] == "done" for c in cells.values()), out
+    assert cells["resnet18"]["policy_type"] == "act" and cells["pixio"]["policy_type"] == "pixio_act"
+    assert cells["pixio"]["cache"] == "miss"  # the frozen trunk's maps were cached, then trained on
+    demos = open_dataset(cells["resnet18"]["demos"])
+    assert demos.meta.total_episodes == 2 and demos.meta.total_frames == 40
+    assert demos.meta.camera_keys == ["observation.image"]  # the suite's one camera (top)
+    summary = json.loads((Path(cells["pixio"]["eval_dir"]) / "summary.json").read_text())
+    assert summary["env_name"] == "lerobot/aloha-transfer-cube" and summary["lengths"] == [20]
+    assert "resnet18 vs pixio" in (tmp_path / "bench" / "report" / "results.md").read_text()
