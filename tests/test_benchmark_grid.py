@@ -49,14 +49,20 @@ def test_resume_skips_done_and_retries_failed(tmp_path):
     assert ran == [cells[0].key]
 
 
-def test_changed_settings_rerun_the_cell(tmp_path):
-    cells = make_cells(["t"], ["e"], [1, 2])
+def _recording_cell_fn():
+    """A cell function that records which cells ran."""
     ran = []
 
     def cell_fn(c):
         ran.append(c.key)
         return fake_result(Cell(c.task, "pixio", c.seed))
 
+    return ran, cell_fn
+
+
+def test_changed_settings_rerun_the_cell(tmp_path):
+    cells = make_cells(["t"], ["e"], [1, 2])
+    ran, cell_fn = _recording_cell_fn()
     run_grid(cells, cell_fn, tmp_path, fingerprint=lambda c: "protocol-a")
     run_grid(cells, cell_fn, tmp_path, fingerprint=lambda c: "protocol-a")
     assert len(ran) == 2  # same settings: skipped
@@ -71,12 +77,7 @@ def test_changed_settings_rerun_the_cell(tmp_path):
 
 def test_resume_false_moves_every_finished_cell_aside(tmp_path):
     cells = make_cells(["t"], ["e"], [1, 2])
-    ran = []
-
-    def cell_fn(c):
-        ran.append(c.key)
-        return fake_result(Cell(c.task, "pixio", c.seed))
-
+    ran, cell_fn = _recording_cell_fn()
     run_grid(cells, cell_fn, tmp_path)
     before = {c.key: cell_path(tmp_path, c).read_bytes() for c in cells}
     run_grid(cells, cell_fn, tmp_path, resume=False)

@@ -386,3 +386,33 @@ def test_test_preset_does_not_mix_its_sim_frames_into_the_chosen_data(tmp_path):
         default = OmegaConf.to_object(compose("config", overrides=["experiment=test"]))
     assert list(cfg.data.sources) == ["lerobot"]
     assert list(default.data.sources) == ["sim"] and default.data.sources["sim"].frames == 32
+
+
+
+def test_distinct_high_bit_depth_ids_are_counted_up_to_a_bound(tmp_path, monkeypatch, caplog):
+    """Each image counts once however often it is drawn; beyond the bound the count says 'at least'
+    (so a corpus of millions of 16-bit images does not grow every checkpoint)."""
+    import logging
+
+    from pixio_robot.pretrain import runstats, stream
+    from pixio_robot.pretrain.stream import LaneTracker
+
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "imgs" / "a.png")
+    srcs = build_sources({"a": SourceConfig(type="folder", path=str(tmp_path / "imgs")),
+                          "b": SourceConfig(type="folder", path=str(tmp_path / "imgs"))})
+    t = LaneTracker(1, 0, sources=srcs)
+    for ids in (["x", "y"], ["x", "y"], ["z"]):  # x and y drawn twice
+        t.update({"lane": 0, "state": torch.tensor([0]), "stats": torch.zeros(len(STAT_KEYS), dtype=torch.int64),
+                  "converted_ids": [ids, []]})
+    assert runstats.file_stats(t)["high_bit_depth"] == {"a": 3, "b": 0}
+    monkeypatch.setattr(stream, "MAX_TRACKED_IDS", 2)
+    monkeypatch.setattr(runstats, "MAX_TRACKED_IDS", 2)
+    capped = LaneTracker(1, 0, sources=srcs)
+    capped.update({"lane": 0, "state": torch.tensor([0]), "stats": torch.zeros(len(STAT_KEYS), dtype=torch.int64),
+                   "converted_ids": [["p", "q", "r", "s"], []]})
+    stats = runstats.file_stats(capped)
+    assert stats["high_bit_depth"]["a"] == 2 and len(stats["high_bit_depth_files"]["a"]) == 2
+    with caplog.at_level(logging.INFO, logger="pixio_robot"):
+        runstats.report_files(stats, 0, tmp_path)
+    assert "source 'a': at least 2 distinct high-bit-depth image(s)" in caplog.text

@@ -4,9 +4,9 @@ trained by the project's train entry, rolled out by the project's evaluator.
 The column's encoder picks the trunk: `source: resnet18` trains LeRobot's built-in `act` /
 `diffusion` with its own torchvision ResNet-18 (random init, trained with the policy, as
 LeRobot builds it; with `path: ResNet18_Weights.IMAGENET1K_V1` it starts from torchvision's
-ImageNet weights, LeRobot's own default, read from torch's hub cache where the user has them); any other column trains `pixio_act` / `pixio_diffusion` with that encoder as
-its trunk (frozen: the suites' protocol). Both get the suite's `policy_options`, epochs and
-batch size, and are evaluated once after training through `pixio_robot.evaluate.run_evaluate`
+ImageNet weights, LeRobot's own default, read from torch's hub cache where the user has them);
+any other column trains `pixio_act` / `pixio_diffusion` with that encoder as its trunk (frozen:
+the suites' protocol). Both get the suite's `policy_options`, epochs and batch size, and are evaluated once after training through `pixio_robot.evaluate.run_evaluate`
 (LeRobot's processors, the env the suite names); the train entry runs no rollouts for LeRobot
 policies, so best = final (one evaluation, recorded as both).
 """

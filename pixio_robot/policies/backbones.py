@@ -173,25 +173,25 @@ def _load_timm_weights(model: nn.Module, path: Path) -> None:
 
 
 def processor_normalisation(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """(mean, std) of the transformers image processor saved in directory `path`
-    (`preprocessor_config.json`: `image_mean` / `image_std`, identity when `do_normalize` is false),
-    or None when there is none: how a transformers model's makers feed it."""
-    import json
-
+    """(mean, std) of the transformers image processor saved in directory `path`, read by
+    transformers' own `AutoImageProcessor` (identity when it does not normalise), or None when
+    there is none: how a transformers model's makers feed it."""
     f = Path(path) / "preprocessor_config.json"
     if not f.is_file():
         return None
+    from transformers import AutoImageProcessor
+
     try:
-        proc = json.loads(f.read_text())
+        proc = AutoImageProcessor.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{f} is not readable JSON ({e}): fix or remove it") from None
-    if not proc.get("do_normalize", True):
+        raise ValueError(f"{f} does not load as a transformers image processor ({e}): fix or remove it") from None
+    if not getattr(proc, "do_normalize", True):
         return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    mean, std = proc.get("image_mean"), proc.get("image_std")
+    mean, std = getattr(proc, "image_mean", None), getattr(proc, "image_std", None)
     if mean is None or std is None:
         return None
-    mean = tuple(float(v) for v in (mean if isinstance(mean, list) else [mean] * 3))
-    std = tuple(float(v) for v in (std if isinstance(std, list) else [std] * 3))
+    mean = tuple(float(v) for v in (mean if isinstance(mean, list | tuple) else [mean] * 3))
+    std = tuple(float(v) for v in (std if isinstance(std, list | tuple) else [std] * 3))
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"{f}: image_mean / image_std must be 3 values (std > 0), got {mean} / {std}")
     return mean, std

@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader
 from pixio_robot.models import create_model, save_encoder
 from pixio_robot.models.train_checkpoint import find_resumable, load_checkpoint, save_checkpoint
 from pixio_robot.pretrain.config import PretrainConfig
-from pixio_robot.pretrain.curation import STAT_KEYS, keep_rate
+from pixio_robot.pretrain.curation import keep_rate
 from pixio_robot.pretrain.distributed import checkpoint_blocks, compile_blocks, wrap_model
 from pixio_robot.pretrain.engine import Engine, build_optimizer, lr_at, scaled_lr
 from pixio_robot.pretrain.rundir import check_run_dir
+from pixio_robot.pretrain.runstats import file_stats, reduce_stats, report_files
 from pixio_robot.pretrain.sources import build_sources
 from pixio_robot.pretrain.stream import LaneTracker, PretrainStream
 from pixio_robot.pretrain.viz import ScalarLogger, reconstruction_grid, save_png
@@ -33,14 +34,6 @@ log = get_logger(__name__)
 
 class NonFiniteLossError(RunError):
     pass
-
-
-def _gather(obj):
-    if not udist.is_dist():
-        return [obj]
-    out = [None] * udist.world_size()
-    torch.distributed.all_gather_object(out, obj)
-    return out
 
 
 def _plan_kwargs(cfg: PretrainConfig, device: torch.device, world: int) -> dict:
@@ -333,7 +326,7 @@ def _finish(cfg: PretrainConfig, device, run_dir: Path, raw, model, engine, opti
     main, distill, start = udist.is_main(), run["distill"], run["start"]
     loss_start, loss_end, history = run["loss_start"], run["loss_end"], run["history"]
     imgs_train, train_seconds, world = run["images"], run["seconds"], run["world"]
-    totals = _reduce_stats(tracker.totals, device, prior["curation"])
+    totals = reduce_stats(tracker.totals, device, prior["curation"])
     encoder_dir = _export(raw, model, cfg, run_dir) if cfg.export_encoder else None
     if last_batch is not None and not distill:
         _recon(raw, engine, last_batch, cfg, run_dir, logger, cfg.steps)
@@ -342,9 +335,9 @@ def _finish(cfg: PretrainConfig, device, run_dir: Path, raw, model, engine, opti
                "curation": totals, "keep_rate": keep_rate(totals), "run_dir": str(run_dir),
                "encoder_dir": str(encoder_dir) if encoder_dir else None, "loss_history": history,
                "world_size": world}
-    files = _file_stats(tracker)
+    files = file_stats(tracker)
     if main:
-        summary.update(_report_files(files, totals["corrupt"], run_dir))
+        summary.update(report_files(files, totals["corrupt"], run_dir))
         log.info("curation: %s (keep rate %.3f)", ", ".join(f"{k}={v}" for k, v in totals.items()), keep_rate(totals))
         if loss_start is not None and loss_end is not None:
             log.info("loss: start %.4f -> end %.4f", loss_start, loss_end)
@@ -478,10 +471,10 @@ def _recon(raw, engine: Engine, batch: dict, cfg: PretrainConfig, run_dir: Path,
 def _checkpoint(ckpt_root: Path, step: int, model, raw, optimizer, tracker: LaneTracker, cfg: PretrainConfig,
                 reports: _ScalarReports, prior_totals: dict | None, device: torch.device) -> None:
     lanes: dict[str, list[int]] = {}
-    for part in _gather(tracker.state_dict(udist.rank(), udist.world_size())["states"]):
+    for part in udist.all_gather_object(tracker.state_dict(udist.rank(), udist.world_size())["states"]):
         lanes.update(part)
     data = {"num_lanes": tracker.num_lanes, "states": lanes}
-    rngs = _gather(rng_state())
+    rngs = udist.all_gather_object(rng_state())
     target = raw if udist.world_size() == 1 else model
     save_checkpoint(ckpt_root, step, target, optimizer, rngs,
                     {"data": data, "loss_start": reports.loss_start, "model_name": cfg.model.name,
@@ -489,53 +482,9 @@ def _checkpoint(ckpt_root: Path, step: int, model, raw, optimizer, tracker: Lane
                      **({"distill_dims": raw.dims} if cfg.distill.teacher else {}),
                      "model_config": dataclasses.asdict(raw.config), "run_config": to_plain(cfg),
                      "loss_history": reports.history,
-                     "curation_totals": _reduce_stats(tracker.totals, device, prior_totals),
-                     **_file_stats(tracker)}, cfg.keep_last,
+                     "curation_totals": reduce_stats(tracker.totals, device, prior_totals),
+                     **file_stats(tracker)}, cfg.keep_last,
                     sharded=cfg.ckpt_format == "sharded")
-
-
-def _file_stats(tracker: LaneTracker) -> dict:
-    """Distinct corrupt files and high-bit-depth images per source, of all ranks (collective)."""
-    corrupt: dict[str, None] = {}
-    for part in _gather(list(tracker.corrupt_files)):
-        corrupt.update(dict.fromkeys(part))
-    converted: list[dict[str, None]] = [{} for _ in tracker.sources]
-    for part in _gather([list(d) for d in tracker.converted]):
-        for seen, ids in zip(converted, part):
-            seen.update(dict.fromkeys(ids))
-    return {"corrupt_files": list(corrupt),
-            "high_bit_depth": {src.name: len(ids) for src, ids in zip(tracker.sources, converted)},
-            "high_bit_depth_files": {src.name: list(ids) for src, ids in zip(tracker.sources, converted)}}
-
-
-def _report_files(stats: dict, draws: int, run_dir: Path) -> dict:
-    """Log the distinct corrupt files (the first few by name; all in corrupt_files.txt) and the
-    high-bit-depth conversions per source; returns the results.json entries."""
-    from pixio_robot.utils.io import atomic_write_text
-
-    files = stats["corrupt_files"]
-    out = {"corrupt_files": len(files), "corrupt_draws": draws, "high_bit_depth_converted": stats["high_bit_depth"]}
-    if files:
-        path = run_dir / "corrupt_files.txt"
-        atomic_write_text(path, "".join(f"{f}\n" for f in files))
-        more = f" (+{len(files) - 5} more)" if len(files) > 5 else ""
-        log.warning("%d corrupt file(s) skipped (%d draws of them): %s%s; the full list is in %s", len(files), draws,
-                    ", ".join(files[:5]), more, path)
-        out["corrupt_files_list"] = str(path)
-    for name, n in stats["high_bit_depth"].items():
-        if n:
-            log.info("source %r: %d distinct high-bit-depth image(s) converted to 8 bits by their range", name, n)
-    return out
-
-
-def _reduce_stats(totals: dict, device: torch.device, prior: dict | None = None) -> dict:
-    """Curation counts of all ranks (collective), plus those of the run before a resume."""
-    t = torch.tensor([totals[k] for k in STAT_KEYS], dtype=torch.float64)
-    if udist.is_dist():
-        t = t.to(device)
-        torch.distributed.all_reduce(t)
-    prior = prior or {}
-    return {k: int(v) + int(prior.get(k, 0)) for k, v in zip(STAT_KEYS, t.tolist())}
 
 
 def _export(raw, model, cfg: PretrainConfig, run_dir: Path) -> Path | None:

@@ -194,7 +194,7 @@ class LeRobotSource(Source):
         cams = list(meta.camera_keys)
         if not cams:
             raise SourceError(f"{self.describe()}: the dataset has no camera features")
-        depth = [k for k in getattr(meta, "depth_keys", []) if k in cams]
+        depth = [k for k in meta.depth_keys if k in cams]
         # Pixio learns from colour frames: depth maps join only when named (then by the 16-bit / float rules)
         wanted = list(cfg.camera_keys) or [k for k in cams if k not in depth] or cams
         unknown = [k for k in wanted if k not in cams]

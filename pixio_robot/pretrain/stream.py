@@ -33,6 +33,10 @@ from pixio_robot.utils.logging import get_logger
 
 log = get_logger(__name__)
 
+# distinct high-bit-depth sample ids kept per source (in checkpoints): a corpus of millions of
+# 16-bit images is counted "at least" this many instead of growing every checkpoint without bound
+MAX_TRACKED_IDS = 100_000
+
 
 def crop_params(rng: np.random.Generator, h: int, w: int, scale: tuple[float, float],
                 ratio: tuple[float, float]) -> tuple[int, int, int, int]:
@@ -245,7 +249,8 @@ class PretrainStream(IterableDataset):
                     try:
                         img, entropy = decode_for_crop(load, crop, self.data.jpeg_draft,
                                                        bool(self.curation.entropy_threshold))
-                        if DECODE_COUNTS["high_bit_depth"] > high_bit and sid not in converted_seen:
+                        if (DECODE_COUNTS["high_bit_depth"] > high_bit and sid not in converted_seen
+                                and len(converted_seen) < MAX_TRACKED_IDS):
                             converted_seen.add(sid)
                             converted[s].append(sid)
                     except CorruptSample as e:
@@ -319,7 +324,7 @@ class LaneTracker:
                 if new and not self.converted[i]:
                     log.info("%s: decoding 16-bit / 32-bit / float images to 8 bits by the range of their type "
                              "(16-bit: value >> 8); the count is in results.json", self.sources[i].describe())
-                self.converted[i].update(dict.fromkeys(new))
+                self.converted[i].update(dict.fromkeys(new[:MAX_TRACKED_IDS - len(self.converted[i])]))
 
     def state_dict(self, rank: int = 0, world_size: int = 1) -> dict:
         """Positions of this rank's lanes (lane // lanes-per-rank == rank): the other ranks' entries

@@ -51,6 +51,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def all_gather_object(obj) -> list:
+    """Every rank's `obj` (picklable), in rank order (collective); `[obj]` without a process group."""
+    if not is_dist():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def cleanup(*objs) -> None:
     """Tear down safely: drop DDP models first, then barrier, then destroy the group
     (destroying while a DDP model is alive can deadlock gloo)."""
